@@ -1,0 +1,31 @@
+# saola_add_test(NAME name SOURCES a.cc b.cc LIBS lib... LABELS unit|integration|gpu|slow [TIMEOUT s])
+# One GoogleTest binary registered as one CTest test, so `ctest -L unit` selects by label.
+function(saola_add_test)
+  cmake_parse_arguments(T "" "NAME;TIMEOUT" "SOURCES;LIBS;LABELS" ${ARGN})
+  add_executable(${T_NAME} ${T_SOURCES})
+  target_link_libraries(${T_NAME} PRIVATE ${T_LIBS} GTest::gtest GTest::gtest_main Threads::Threads)
+  target_compile_definitions(${T_NAME} PRIVATE
+    SAOLA_SOURCE_DIR="${CMAKE_SOURCE_DIR}" SAOLA_BINARY_DIR="${CMAKE_BINARY_DIR}")
+  add_test(NAME ${T_NAME} COMMAND ${T_NAME})
+  if(NOT T_LABELS)
+    set(T_LABELS unit)
+  endif()
+  if(NOT T_TIMEOUT)
+    set(T_TIMEOUT 600)
+  endif()
+  set_tests_properties(${T_NAME} PROPERTIES LABELS "${T_LABELS}" TIMEOUT ${T_TIMEOUT}
+    ENVIRONMENT "SAOLA_SOURCE_DIR=${CMAKE_SOURCE_DIR};SAOLA_BINARY_DIR=${CMAKE_BINARY_DIR}")
+endfunction()
+
+# saola_add_fuzzer(NAME name SOURCES a.cc LIBS lib...)
+# A libFuzzer target; built only with -DSAOLA_FUZZ=ON and clang.
+function(saola_add_fuzzer)
+  cmake_parse_arguments(F "" "NAME" "SOURCES;LIBS" ${ARGN})
+  if(NOT SAOLA_FUZZ)
+    return()
+  endif()
+  add_executable(${F_NAME} ${F_SOURCES})
+  target_compile_options(${F_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_options(${F_NAME} PRIVATE -fsanitize=fuzzer,address,undefined)
+  target_link_libraries(${F_NAME} PRIVATE ${F_LIBS})
+endfunction()

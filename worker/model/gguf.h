@@ -1,0 +1,101 @@
+// GGUF (v2 and v3) reader: metadata of every type, tensor infos, and zero-copy tensor views over
+// an mmap'd file.
+//
+// The file is untrusted input. Every count, length, offset and size read from it is checked
+// against the bytes that remain and against integer overflow before it is used; a truncated,
+// corrupt or hostile file yields an absl::Status naming what is wrong (the key or tensor and the
+// byte offset), never a crash or an out-of-bounds read.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "kernels/dtype.h"
+
+namespace saola::model {
+
+/// GGUF metadata value types, numbered as in the file format.
+enum class GgufType : uint32_t {
+  kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
+  kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
+};
+
+/// One metadata value. Scalars are widened into the variant; arrays keep their element type.
+struct GgufValue {
+  GgufType type = GgufType::kUint8;
+  GgufType array_type = GgufType::kUint8;  // element type when type == kArray
+  // Scalars: uint64_t (all unsigned and bool), int64_t (signed), double (floats), std::string.
+  // Arrays: one vector per element family; nested arrays are rejected.
+  std::variant<uint64_t, int64_t, double, std::string, std::vector<uint64_t>,
+               std::vector<int64_t>, std::vector<double>, std::vector<std::string>>
+      value;
+};
+
+/// A tensor inside the mapped file. dims are in ggml order: dims[0] is the contiguous (row)
+/// length, so a 2-D weight is dims = {cols, rows}.
+struct GgufTensor {
+  std::string name;
+  kernels::DType type = kernels::DType::kF32;
+  std::vector<int64_t> dims;
+  int64_t num_elements = 0;
+  const uint8_t* data = nullptr;  // points into the mapping; valid while the GgufFile lives
+  size_t num_bytes = 0;
+};
+
+class GgufFile {
+ public:
+  /// Maps the file at `path` read-only and parses it.
+  static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
+  /// Parses an in-memory copy (tests and fuzzers).
+  static absl::StatusOr<std::unique_ptr<GgufFile>> FromBytes(std::string bytes);
+
+  ~GgufFile();
+  GgufFile(const GgufFile&) = delete;
+  GgufFile& operator=(const GgufFile&) = delete;
+
+  uint32_t version() const { return version_; }
+  uint64_t alignment() const { return alignment_; }
+  size_t file_size() const { return size_; }
+
+  /// nullptr when the key is absent.
+  const GgufValue* Find(std::string_view key) const;
+
+  // Typed getters: NOT_FOUND when absent, INVALID_ARGUMENT naming the key when the stored type
+  // does not convert (integers convert between widths only when the value fits).
+  absl::StatusOr<uint64_t> GetUint(std::string_view key) const;
+  absl::StatusOr<int64_t> GetInt(std::string_view key) const;
+  absl::StatusOr<double> GetFloat(std::string_view key) const;
+  absl::StatusOr<bool> GetBool(std::string_view key) const;
+  absl::StatusOr<std::string> GetString(std::string_view key) const;
+  absl::StatusOr<const std::vector<std::string>*> GetStringArray(std::string_view key) const;
+  absl::StatusOr<std::vector<int64_t>> GetIntArray(std::string_view key) const;
+  absl::StatusOr<std::vector<double>> GetFloatArray(std::string_view key) const;
+
+  const std::vector<std::string>& keys() const { return keys_; }
+  const std::vector<GgufTensor>& tensors() const { return tensors_; }
+  /// nullptr when absent.
+  const GgufTensor* FindTensor(std::string_view name) const;
+
+ private:
+  GgufFile() = default;
+  absl::Status Parse();
+
+  const uint8_t* base_ = nullptr;
+  size_t size_ = 0;
+  bool mapped_ = false;      // base_ came from mmap and must be unmapped
+  std::string owned_bytes_;  // backing store for FromBytes
+  uint32_t version_ = 0;
+  uint64_t alignment_ = 32;
+  std::vector<std::string> keys_;
+  absl::flat_hash_map<std::string, GgufValue> metadata_;
+  std::vector<GgufTensor> tensors_;
+  absl::flat_hash_map<std::string, size_t> tensor_index_;
+};
+
+}  // namespace saola::model

@@ -1,0 +1,104 @@
+// Byte-level BPE tokenizer (GPT-2 style, as llama.cpp's "gpt2" vocab type) built from GGUF metadata.
+//
+// Encoding: special (control / user-defined) token text is split out first when parse_special is
+// set; each remaining fragment is pre-tokenized with the regex family named by tokenizer.ggml.pre
+// (e.g. "smollm", "llama-bpe", "gpt2", "qwen2"), mapped to the GPT-2 byte-to-unicode alphabet and
+// merged by BPE rank. The ids equal llama.cpp's llama_tokenize on the same file.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace saola::model {
+
+class GgufFile;
+
+/// Token types as GGUF stores them (tokenizer.ggml.token_type).
+enum class TokenType : int32_t {
+  kUndefined = 0, kNormal = 1, kUnknown = 2, kControl = 3, kUserDefined = 4, kUnused = 5,
+  kByte = 6,
+};
+
+/// Everything the tokenizer needs, independent of where it came from (GGUF metadata, or the
+/// router's copy received over gRPC).
+struct TokenizerSpec {
+  std::string model = "gpt2";          // tokenizer.ggml.model
+  std::string pre = "default";         // tokenizer.ggml.pre
+  std::vector<std::string> tokens;     // tokenizer.ggml.tokens
+  std::vector<int32_t> token_types;    // tokenizer.ggml.token_type (empty: all normal)
+  std::vector<std::string> merges;     // tokenizer.ggml.merges, "left right"
+  int32_t bos_id = -1;
+  int32_t eos_id = -1;
+  int32_t eot_id = -1;                 // end of turn, when the vocab has one
+  bool add_bos = false;
+  bool add_eos = false;
+  std::string chat_template;           // tokenizer.chat_template (Jinja source), may be empty
+};
+
+/// Reads a TokenizerSpec from GGUF metadata; INVALID_ARGUMENT naming the key when malformed.
+absl::StatusOr<TokenizerSpec> LoadTokenizerSpec(const GgufFile& file);
+
+class Tokenizer {
+ public:
+  /// Builds the vocab and merge ranks; INVALID_ARGUMENT for unsupported models/pre-tokenizers or
+  /// inconsistent tables.
+  static absl::StatusOr<std::unique_ptr<Tokenizer>> Create(TokenizerSpec spec);
+
+  /// Token ids of `text`. add_special adds BOS (and EOS) as the spec says; parse_special
+  /// recognises special-token text such as "<|im_start|>" inside `text`.
+  std::vector<int32_t> Encode(std::string_view text, bool add_special, bool parse_special) const;
+
+  /// Bytes of one token (byte-level alphabet decoded; special tokens render as their text).
+  std::string TokenBytes(int32_t id) const;
+  /// Concatenated bytes of ids (may end inside a UTF-8 sequence).
+  std::string Decode(const std::vector<int32_t>& ids) const;
+
+  int32_t vocab_size() const;
+  int32_t bos_id() const;
+  int32_t eos_id() const;
+  /// True for tokens that end generation (EOS, EOT, and control tokens such as <|im_end|>).
+  bool IsEndOfGeneration(int32_t id) const;
+  const TokenizerSpec& spec() const;
+
+  ~Tokenizer();
+
+ private:
+  Tokenizer();
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+/// Turns a stream of token ids into text pieces that never split a UTF-8 sequence: bytes of an
+/// incomplete trailing sequence are held back until the next token completes them (or Flush).
+class StreamDecoder {
+ public:
+  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  /// The text that becomes complete with `id` (possibly empty).
+  std::string Push(int32_t id);
+  /// Whatever is held back, with invalid bytes replaced by U+FFFD.
+  std::string Flush();
+
+ private:
+  const Tokenizer& tokenizer_;
+  std::string pending_;
+};
+
+/// One chat message.
+struct ChatMessage {
+  std::string role;
+  std::string content;
+};
+
+/// Renders messages with the model's chat template (ChatML for SmolLM2, detected from the
+/// template source as llama.cpp does) and, with add_generation_prompt, opens the assistant turn.
+/// INVALID_ARGUMENT for templates it does not know or roles the template does not allow.
+absl::StatusOr<std::string> ApplyChatTemplate(const TokenizerSpec& spec,
+                                              const std::vector<ChatMessage>& messages,
+                                              bool add_generation_prompt);
+
+}  // namespace saola::model
