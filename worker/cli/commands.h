@@ -1,0 +1,13 @@
+// The saola-worker subcommands. Each takes the arguments after its name and returns the exit code.
+#pragma once
+
+#include <string>
+#include <vector>
+
+namespace saola::cli {
+
+int RunGenerate(const std::vector<std::string>& args);
+int RunTokenize(const std::vector<std::string>& args);
+int RunBench(const std::vector<std::string>& args);
+
+}  // namespace saola::cli

@@ -1,0 +1,37 @@
+// saola-worker: the worker binary. `generate`, `tokenize` and `bench` run the engine from the
+// command line; `serve` (the gRPC worker) joins with the serving core.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "worker/cli/commands.h"
+
+namespace {
+
+constexpr char kUsage[] =
+    "usage: saola-worker <command> [flags]\n"
+    "  generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]\n"
+    "           [--ignore-eos] [--chat] [--threads N] [--json]\n"
+    "  tokenize --model PATH [--json]        (JSON lines {\"text\": ...} on stdin)\n"
+    "  bench    --model PATH [--prompt-tokens N] [--gen-tokens N] [--repetitions N]\n"
+    "           [--threads N] [--json]\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fputs(kUsage, stderr);
+    return 2;
+  }
+  const std::string command = argv[1];
+  const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "generate") return saola::cli::RunGenerate(args);
+  if (command == "tokenize") return saola::cli::RunTokenize(args);
+  if (command == "bench") return saola::cli::RunBench(args);
+  if (command == "--help" || command == "-h" || command == "help") {
+    std::fputs(kUsage, stdout);
+    return 0;
+  }
+  std::fprintf(stderr, "saola-worker: unknown command '%s'\n%s", command.c_str(), kUsage);
+  return 2;
+}
