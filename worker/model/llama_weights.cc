@@ -42,7 +42,7 @@ absl::StatusOr<Weight> FindMatrix(const GgufFile& file, const std::string& name,
   }
   if (!IsMatMulType(t->type)) {
     return absl::UnimplementedError(absl::StrCat("model: tensor ", name, " has type ",
-                                                 kernels::GetDTypeInfo(t->type).name,
+                                                 std::string(kernels::GetDTypeInfo(t->type).name),
                                                  ", which the kernels do not multiply"));
   }
   Weight w;
