@@ -9,6 +9,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <variant>
@@ -25,6 +26,14 @@ enum class GgufType : uint32_t {
   kUint8 = 0, kInt8 = 1, kUint16 = 2, kInt16 = 3, kUint32 = 4, kInt32 = 5, kFloat32 = 6,
   kBool = 7, kString = 8, kArray = 9, kUint64 = 10, kInt64 = 11, kFloat64 = 12,
 };
+
+/// The kernels::DType for a ggml tensor type id (F32=0, F16=1, Q4_0=2, Q4_1=3, Q8_0=8, Q8_1=9,
+/// Q4_K=12, Q6_K=14, BF16=30); nullopt for every other id.
+std::optional<kernels::DType> DTypeFromGgmlType(uint32_t ggml_type);
+/// The ggml tensor type id of `type` (the inverse of DTypeFromGgmlType).
+uint32_t GgmlTypeId(kernels::DType type);
+/// ggml's name for a tensor type id ("Q5_K"), or "unknown" (for error messages).
+std::string_view GgmlTypeName(uint32_t ggml_type);
 
 /// One metadata value. Scalars are widened into the variant; arrays keep their element type.
 struct GgufValue {
@@ -48,11 +57,14 @@ struct GgufTensor {
   size_t num_bytes = 0;
 };
 
+class ByteCursor;
+
 class GgufFile {
  public:
   /// Maps the file at `path` read-only and parses it.
   static absl::StatusOr<std::unique_ptr<GgufFile>> Open(const std::string& path);
-  /// Parses an in-memory copy (tests and fuzzers).
+  /// Parses an in-memory copy (tests and fuzzers). The bytes are copied into a page-aligned
+  /// buffer so tensor data has the same alignment as in a mapped file.
   static absl::StatusOr<std::unique_ptr<GgufFile>> FromBytes(std::string bytes);
 
   ~GgufFile();
@@ -62,6 +74,8 @@ class GgufFile {
   uint32_t version() const { return version_; }
   uint64_t alignment() const { return alignment_; }
   size_t file_size() const { return size_; }
+  /// The whole file (file_size() bytes); tensor data points into it.
+  const uint8_t* data() const { return base_; }
 
   /// nullptr when the key is absent.
   const GgufValue* Find(std::string_view key) const;
@@ -83,13 +97,22 @@ class GgufFile {
   const GgufTensor* FindTensor(std::string_view name) const;
 
  private:
+  struct AlignedDelete {
+    void operator()(uint8_t* p) const;
+  };
+
   GgufFile() = default;
   absl::Status Parse();
+  absl::Status ParseMetadata(ByteCursor& cursor, uint64_t num_kv);
+  absl::Status ApplyAlignment();
+  absl::Status ParseTensorInfos(ByteCursor& cursor, uint64_t num_tensors);
+  absl::Status PlaceTensorData(uint64_t data_start);
 
   const uint8_t* base_ = nullptr;
   size_t size_ = 0;
-  bool mapped_ = false;      // base_ came from mmap and must be unmapped
-  std::string owned_bytes_;  // backing store for FromBytes
+  bool mapped_ = false;  // base_ came from mmap and must be unmapped
+  std::unique_ptr<uint8_t, AlignedDelete> owned_bytes_;  // backing store for FromBytes
+  std::vector<uint64_t> tensor_offsets_;  // relative offsets, parallel to tensors_, while parsing
   uint32_t version_ = 0;
   uint64_t alignment_ = 32;
   std::vector<std::string> keys_;
