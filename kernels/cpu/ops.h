@@ -1,0 +1,67 @@
+// The CPU implementations of every non-matmul op of kernels::Backend, as free functions.
+//
+// Each op has one entry point that takes the pool, picks the widest instruction set the machine
+// offers (kernels/cpu/cpu_features.h: AVX-512 or AVX2 inner loops in *_avx512.cc / *_avx2.cc, a
+// portable loop otherwise) and splits rows across threads only when there is enough work: decode
+// runs a few hundred of these per token with n = 1, where a parallel region (~1 µs) would cost
+// more than the op, so small calls run inline on the caller's thread. Each op also has a scalar,
+// single-threaded *Reference used by the tests; the semantics (and the rounding choices made to
+// match llama.cpp's CPU backend) are stated on the reference functions below.
+#pragma once
+
+#include <cstdint>
+#include <span>
+
+#include "kernels/backend.h"
+#include "kernels/cpu/thread_pool.h"
+
+namespace saola::kernels::cpu {
+
+// ---- Entry points (contracts as in kernels/backend.h) ----------------------------------------
+
+void RmsNorm(ThreadPool& pool, const float* x, const float* weight, int64_t n, int64_t dim,
+             float eps, float* out);
+void AddRmsNorm(ThreadPool& pool, float* residual, const float* delta, const float* weight,
+                int64_t n, int64_t dim, float eps, float* out);
+void Add(ThreadPool& pool, float* x, const float* delta, int64_t n, int64_t dim);
+void SiluMul(ThreadPool& pool, const float* gate, const float* up, int64_t n, int64_t dim,
+             float* out);
+void Rope(ThreadPool& pool, float* x, const int32_t* positions, int64_t n, int32_t num_heads,
+          int32_t head_dim, const RopeParams& params);
+void StoreKv(ThreadPool& pool, const float* k, const float* v, const int32_t* slots, int64_t n,
+             const KvLayer& kv);
+void Attention(ThreadPool& pool, const float* q, const KvLayer& kv,
+               std::span<const AttentionSeq> seqs, int32_t num_heads, float scale, float* out);
+
+// ---- Scalar references -------------------------------------------------------------------------
+
+/// As ggml_rms_norm followed by ggml_mul: the sum of the float squares x*x accumulated in double,
+/// mean = (float)(sum / dim), scale = 1 / sqrtf(mean + eps), out = (x * scale) * weight, each
+/// product rounded to float. out may alias x.
+void RmsNormReference(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+                      float* out);
+/// residual += delta, then RmsNormReference(residual). out may alias delta (not residual).
+void AddRmsNormReference(float* residual, const float* delta, const float* weight, int64_t n,
+                         int64_t dim, float eps, float* out);
+void AddReference(float* x, const float* delta, int64_t n, int64_t dim);
+/// out = gate / (1 + expf(-gate)) * up.
+void SiluMulReference(const float* gate, const float* up, int64_t n, int64_t dim, float* out);
+/// As ggml's rope (ext_factor 0, attn_factor 1): theta_scale = powf(freq_base, -2 / rope_dim);
+/// for pair i, theta = (float)pos * theta_scale^i by repeated float multiplication, and the
+/// rotation uses cosf / sinf of freq_scale * theta: (x0, x1) -> (x0 c - x1 s, x0 s + x1 c).
+void RopeReference(float* x, const int32_t* positions, int64_t n, int32_t num_heads,
+                   int32_t head_dim, const RopeParams& params);
+/// Rounds to f16 with round-to-nearest-even (as F16C and ggml do).
+void StoreKvReference(const float* k, const float* v, const int32_t* slots, int64_t n,
+                      const KvLayer& kv);
+/// Naive causal attention: full softmax over all visible keys, computed in double from the f16
+/// cache (no tiling, no online softmax). The truth the tiled kernels are measured against.
+void AttentionReference(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
+                        int32_t num_heads, float scale, float* out);
+
+// ---- IEEE half conversion (portable; the SIMD paths use F16C, which rounds the same way) -------
+
+float F16ToF32(uint16_t h);
+uint16_t F32ToF16(float f);
+
+}  // namespace saola::kernels::cpu
