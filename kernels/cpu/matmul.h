@@ -19,6 +19,11 @@
 
 namespace saola::kernels::cpu {
 
+/// True if MatMul, MatMulShared and Embed handle weights of `type` (F32, F16, BF16, Q8_0, Q4_0,
+/// Q4_1). The model loader checks this up front: the entry points below return void and abort
+/// (SAOLA_CHECK) on an unsupported type. Quantized types also need cols % 32 == 0.
+bool MatMulSupports(DType type);
+
 /// y[n, w.rows] = x[n, w.cols] · wᵀ. `scratch` holds the quantized activations between calls.
 void MatMul(ThreadPool& pool, const Weight& w, const float* x, int64_t n, float* y,
             std::vector<uint8_t>& scratch);

@@ -1,0 +1,264 @@
+// The matmul driver: prepares the activations once per call, picks the inner loops for the
+// active instruction set, and splits the weight rows across the thread pool.
+//
+// Work split: rows are cut into one contiguous range per thread, aligned to kRowAlign so each
+// kernel's row tiles stay whole; every thread runs all n tokens for its rows, so each weight byte
+// is read by one thread once per call (decode is bound by weight bandwidth). Activations are
+// quantized (or rounded to half) before the row work starts: inline for a few tokens, split over
+// tokens across the pool for many. MatMulShared lays the rows of all its weights end to end and
+// splits that combined range, so Q/K/V or gate/up run as one parallel region.
+#include "kernels/cpu/matmul.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+
+#include "common/check.h"
+#include "kernels/cpu/cpu_features.h"
+#include "kernels/cpu/matmul_kernels.h"
+#include "kernels/cpu/quantize.h"
+
+namespace saola::kernels::cpu {
+namespace {
+
+using internal::Acts;
+using internal::IsaKernels;
+using internal::MatMulKernel;
+using internal::QuantizedActs;
+
+// Rows per unit of the thread split (a multiple of every kernel's row tile).
+constexpr int64_t kRowAlign = 16;
+// Token rows from which activation preparation is split across threads.
+constexpr int64_t kParallelPrepTokens = 8;
+
+size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+enum class ActKind { kF32, kHalf, kBf16, kQuant };
+
+ActKind ActKindFor(DType type) {
+  switch (type) {
+    case DType::kF16: return ActKind::kHalf;
+    case DType::kBF16: return ActKind::kBf16;
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ4_1: return ActKind::kQuant;
+    default: return ActKind::kF32;
+  }
+}
+
+const IsaKernels& KernelsFor(Isa isa) {
+  switch (isa) {
+    case Isa::kAvx512: return internal::Avx512Kernels();
+    case Isa::kAvx2: return internal::Avx2Kernels();
+    case Isa::kScalar: break;
+  }
+  return internal::ScalarKernels();
+}
+
+// The widest available kernel for `type`, falling back to narrower paths.
+MatMulKernel PickKernel(DType type, int64_t n) {
+  const Isa isa = ActiveIsa();
+  if (n >= internal::kAmxMinTokens && AmxUsable()) {
+    if (MatMulKernel k = internal::AmxKernel(type)) return k;
+  }
+  for (int level = static_cast<int>(isa); level >= 0; --level) {
+    if (MatMulKernel k = KernelsFor(static_cast<Isa>(level)).For(type)) return k;
+  }
+  return nullptr;
+}
+
+// Activation buffers for one call: which kinds are needed, and where they live in scratch.
+class PreparedActs {
+ public:
+  PreparedActs(const float* x, int64_t n, int64_t cols) : x_(x), n_(n), cols_(cols) {}
+
+  void Need(ActKind kind) { need_[static_cast<int>(kind)] = true; }
+
+  // Sizes scratch, then fills every needed kind (in parallel over tokens when n is large).
+  void Prepare(ThreadPool& pool, std::vector<uint8_t>& scratch) {
+    const IsaKernels& isa = KernelsFor(ActiveIsa());
+    const IsaKernels& scalar = internal::ScalarKernels();
+    const auto quantize = isa.quantize ? isa.quantize : scalar.quantize;
+    const auto to_f16 = isa.to_f16 ? isa.to_f16 : scalar.to_f16;
+    const auto to_bf16 = isa.to_bf16 ? isa.to_bf16 : scalar.to_bf16;
+    size_t bytes = 0;
+    size_t quant_offset = 0, half_offset = 0, bf16_offset = 0;
+    if (need_[static_cast<int>(ActKind::kQuant)]) {
+      quant_offset = bytes;
+      bytes += AlignUp(internal::LayoutQuantizedActs(n_, cols_, &acts_.q), 64);
+    }
+    const size_t half_bytes = AlignUp(static_cast<size_t>(n_ * cols_) * sizeof(uint16_t), 64);
+    if (need_[static_cast<int>(ActKind::kHalf)]) {
+      half_offset = bytes;
+      bytes += half_bytes;
+    }
+    if (need_[static_cast<int>(ActKind::kBf16)]) {
+      bf16_offset = bytes;
+      bytes += half_bytes;
+    }
+    if (scratch.size() < bytes + 64) scratch.resize(bytes + 64);
+    uint8_t* base = reinterpret_cast<uint8_t*>(
+        AlignUp(reinterpret_cast<uintptr_t>(scratch.data()), 64));
+    acts_.n = n_;
+    acts_.f32 = x_;
+    acts_.ld_f32 = cols_;
+    acts_.q.base = base + quant_offset;
+    half_ = reinterpret_cast<uint16_t*>(base + half_offset);
+    bf16_ = reinterpret_cast<uint16_t*>(base + bf16_offset);
+
+    auto fill = [&](int64_t t0, int64_t t1) {
+      if (need_[static_cast<int>(ActKind::kQuant)]) quantize(x_, cols_, t0, t1, acts_.q);
+      if (need_[static_cast<int>(ActKind::kHalf)]) {
+        to_f16(x_ + t0 * cols_, half_ + t0 * cols_, (t1 - t0) * cols_);
+      }
+      if (need_[static_cast<int>(ActKind::kBf16)]) {
+        to_bf16(x_ + t0 * cols_, bf16_ + t0 * cols_, (t1 - t0) * cols_);
+      }
+    };
+    if (n_ >= kParallelPrepTokens) {
+      ParallelFor(pool, n_, 1, fill);
+    } else {
+      fill(0, n_);
+    }
+  }
+
+  // The view a kernel for `type` reads.
+  Acts For(DType type) const {
+    Acts a = acts_;
+    if (type == DType::kF16) a.h16 = half_;
+    if (type == DType::kBF16) a.h16 = bf16_;
+    a.ld_h16 = cols_;
+    return a;
+  }
+
+ private:
+  const float* x_;
+  int64_t n_;
+  int64_t cols_;
+  bool need_[4] = {false, false, false, false};
+  Acts acts_;
+  uint16_t* half_ = nullptr;
+  uint16_t* bf16_ = nullptr;
+};
+
+void CheckWeight(const Weight& w) {
+  SAOLA_CHECK(MatMulSupports(w.type));
+  SAOLA_CHECK(w.cols % GetDTypeInfo(w.type).block_elems == 0);
+  SAOLA_CHECK(w.row_stride_bytes >= RowBytes(w.type, w.cols) || w.rows <= 1);
+  if (w.type == DType::kQ8_0 || w.type == DType::kQ4_0 || w.type == DType::kQ4_1) {
+    SAOLA_CHECK(w.cols % 32 == 0);
+  }
+}
+
+}  // namespace
+
+namespace internal {
+
+size_t LayoutQuantizedActs(int64_t n, int64_t cols, QuantizedActs* acts) {
+  const int64_t nb = cols / 32;
+  const size_t qs_bytes = AlignUp(static_cast<size_t>(cols), 64);
+  const size_t arr_bytes = AlignUp(static_cast<size_t>(nb) * 4, 64);
+  acts->n = n;
+  acts->cols = cols;
+  acts->nb = nb;
+  acts->d_offset = qs_bytes;
+  acts->s_offset = qs_bytes + arr_bytes;
+  acts->sum_offset = qs_bytes + 2 * arr_bytes;
+  acts->stride = qs_bytes + 3 * arr_bytes;
+  acts->base = nullptr;
+  return acts->stride * static_cast<size_t>(n);
+}
+
+}  // namespace internal
+
+bool MatMulSupports(DType type) {
+  switch (type) {
+    case DType::kF32:
+    case DType::kF16:
+    case DType::kBF16:
+    case DType::kQ8_0:
+    case DType::kQ4_0:
+    case DType::kQ4_1:
+      return true;
+    default:
+      return false;
+  }
+}
+
+void MatMul(ThreadPool& pool, const Weight& w, const float* x, int64_t n, float* y,
+            std::vector<uint8_t>& scratch) {
+  if (n <= 0 || w.rows <= 0) return;
+  CheckWeight(w);
+  PreparedActs prepared(x, n, w.cols);
+  prepared.Need(ActKindFor(w.type));
+  prepared.Prepare(pool, scratch);
+  const Acts acts = prepared.For(w.type);
+  const MatMulKernel kernel = PickKernel(w.type, n);
+  ParallelFor(pool, w.rows, kRowAlign,
+              [&](int64_t r0, int64_t r1) { kernel(w, acts, r0, r1, y, w.rows); });
+}
+
+void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, int64_t n,
+                  std::span<float* const> ys, std::vector<uint8_t>& scratch) {
+  SAOLA_CHECK(ws.size() == ys.size());
+  if (n <= 0 || ws.empty()) return;
+  PreparedActs prepared(x, n, ws[0].cols);
+  int64_t total_units = 0;
+  for (const Weight& w : ws) {
+    CheckWeight(w);
+    SAOLA_CHECK(w.cols == ws[0].cols);
+    prepared.Need(ActKindFor(w.type));
+    total_units += (w.rows + kRowAlign - 1) / kRowAlign;
+  }
+  prepared.Prepare(pool, scratch);
+
+  // Each weight's rows occupy ceil(rows / kRowAlign) units of one combined range; a thread takes
+  // a contiguous run of units and runs the pieces of every weight that fall inside it.
+  auto run_units = [&](int64_t u0, int64_t u1) {
+    int64_t unit_base = 0;
+    for (size_t i = 0; i < ws.size() && unit_base < u1; ++i) {
+      const Weight& w = ws[i];
+      const int64_t units = (w.rows + kRowAlign - 1) / kRowAlign;
+      const int64_t lo = std::max(u0, unit_base) - unit_base;
+      const int64_t hi = std::min(u1, unit_base + units) - unit_base;
+      if (lo < hi) {
+        const int64_t r0 = lo * kRowAlign;
+        const int64_t r1 = std::min(w.rows, hi * kRowAlign);
+        const Acts acts = prepared.For(w.type);
+        PickKernel(w.type, n)(w, acts, r0, r1, ys[i], w.rows);
+      }
+      unit_base += units;
+    }
+  };
+  const int threads = pool.size();
+  if (threads == 1 || total_units == 1) {
+    run_units(0, total_units);
+    return;
+  }
+  pool.Run([&](int tid) {
+    const int64_t u0 = total_units * tid / threads;
+    const int64_t u1 = total_units * (tid + 1) / threads;
+    if (u0 < u1) run_units(u0, u1);
+  });
+}
+
+void Embed(ThreadPool& pool, const Weight& table, const int32_t* ids, int64_t n, float* out) {
+  SAOLA_CHECK(DequantizeSupports(table.type));
+  const IsaKernels& k = KernelsFor(ActiveIsa());
+  auto dequantize_row = k.dequantize_row ? k.dequantize_row : DequantizeRow;
+  auto rows = [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; ++i) {
+      SAOLA_CHECK(ids[i] >= 0 && ids[i] < table.rows);
+      const uint8_t* row = static_cast<const uint8_t*>(table.data) +
+                           static_cast<size_t>(ids[i]) * table.row_stride_bytes;
+      dequantize_row(table.type, row, out + i * table.cols, table.cols);
+    }
+  };
+  if (n >= 64) {
+    ParallelFor(pool, n, 1, rows);
+  } else {
+    rows(0, n);
+  }
+}
+
+}  // namespace saola::kernels::cpu

@@ -1,0 +1,7 @@
+#include "kernels/cpu/matmul_kernels.h"
+
+namespace saola::kernels::cpu::internal {
+
+MatMulKernel AmxKernel(DType type) { return nullptr; }
+
+}  // namespace saola::kernels::cpu::internal
