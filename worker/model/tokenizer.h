@@ -35,6 +35,15 @@ struct TokenizerSpec {
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t eot_id = -1;                 // end of turn, when the vocab has one
+  // Further ids llama.cpp reads (-1: absent, then found by token text as llama.cpp does). The
+  // FIM pad/repo/sep tokens and EOM end generation; detected ones become control tokens.
+  int32_t eom_id = -1;                 // tokenizer.ggml.eom_token_id
+  int32_t fim_pre_id = -1;             // tokenizer.ggml.fim_pre_token_id
+  int32_t fim_suf_id = -1;             // tokenizer.ggml.fim_suf_token_id
+  int32_t fim_mid_id = -1;             // tokenizer.ggml.fim_mid_token_id
+  int32_t fim_pad_id = -1;             // tokenizer.ggml.fim_pad_token_id
+  int32_t fim_rep_id = -1;             // tokenizer.ggml.fim_rep_token_id
+  int32_t fim_sep_id = -1;             // tokenizer.ggml.fim_sep_token_id
   bool add_bos = false;
   bool add_eos = false;
   std::string chat_template;           // tokenizer.chat_template (Jinja source), may be empty
@@ -54,15 +63,28 @@ class Tokenizer {
   std::vector<int32_t> Encode(std::string_view text, bool add_special, bool parse_special) const;
 
   /// Bytes of one token (byte-level alphabet decoded; special tokens render as their text).
+  /// Empty for ids outside the vocabulary.
   std::string TokenBytes(int32_t id) const;
+  /// As above; with render_special false, control and unknown tokens (IsSpecial) render as
+  /// nothing, as llama_token_to_piece with special=false (use this for user-visible output).
+  std::string TokenBytes(int32_t id, bool render_special) const;
   /// Concatenated bytes of ids (may end inside a UTF-8 sequence).
   std::string Decode(const std::vector<int32_t>& ids) const;
+  std::string Decode(const std::vector<int32_t>& ids, bool render_special) const;
 
   int32_t vocab_size() const;
   int32_t bos_id() const;
   int32_t eos_id() const;
-  /// True for tokens that end generation (EOS, EOT, and control tokens such as <|im_end|>).
+  /// End-of-turn token: the spec's, else found by text (<|eot_id|>, <|im_end|>, ...); -1 if none.
+  int32_t eot_id() const;
+  /// True for tokens that end generation, by llama.cpp's rules: EOS, EOT, EOM, FIM pad/repo/sep
+  /// and tokens whose text is one of llama.cpp's end markers (<|im_end|>, <|endoftext|>,
+  /// <|eot_id|>, <end_of_turn>, </s>, ...). For SmolLM2: <|endoftext|>, <|im_end|>, <reponame>.
   bool IsEndOfGeneration(int32_t id) const;
+  /// True for control and unknown tokens (hidden when render_special is false).
+  bool IsSpecial(int32_t id) const;
+  /// Id of the token whose text is exactly `text`, or -1.
+  int32_t TokenId(std::string_view text) const;
   const TokenizerSpec& spec() const;
 
   ~Tokenizer();
@@ -75,9 +97,13 @@ class Tokenizer {
 
 /// Turns a stream of token ids into text pieces that never split a UTF-8 sequence: bytes of an
 /// incomplete trailing sequence are held back until the next token completes them (or Flush).
+/// Every piece returned is valid UTF-8: bytes that cannot start or continue a sequence become
+/// U+FFFD (one per maximal invalid subpart). By default control tokens such as <|im_end|> render
+/// as nothing (user-visible output); render_special=true renders them as their text.
 class StreamDecoder {
  public:
-  explicit StreamDecoder(const Tokenizer& tokenizer) : tokenizer_(tokenizer) {}
+  explicit StreamDecoder(const Tokenizer& tokenizer, bool render_special = false)
+      : tokenizer_(tokenizer), render_special_(render_special) {}
   /// The text that becomes complete with `id` (possibly empty).
   std::string Push(int32_t id);
   /// Whatever is held back, with invalid bytes replaced by U+FFFD.
@@ -85,6 +111,7 @@ class StreamDecoder {
 
  private:
   const Tokenizer& tokenizer_;
+  bool render_special_ = false;
   std::string pending_;
 };
 
