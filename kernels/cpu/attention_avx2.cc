@@ -1,5 +1,5 @@
-// AVX2 instantiation of the attention kernel (kernels/cpu/attention_kernel.h): 8 keys per score
-// vector, F16C for the f16 cache.
+// AVX2 instantiation of the attention kernels (kernels/cpu/attention_kernel.h): 8 keys (rows
+// kernel) or 8 query rows (lanes kernel) per vector, F16C for the f16 cache.
 #include <immintrin.h>
 
 #include "kernels/cpu/attention_kernel.h"
@@ -10,7 +10,10 @@ namespace {
 
 struct Avx2 {
   using V = __m256;
+  using Mask = __m256;  // all-ones lanes
   static constexpr int kWidth = 8;
+  static constexpr int kLaneTokens = 8;  // lanes kernel: 8 score accumulators per pass (16 ymm)
+  static constexpr int kPvRegs = 8;      // rows kernel: accumulator registers in P·V
 
   static V Zero() { return _mm256_setzero_ps(); }
   static V Set1(float x) { return _mm256_set1_ps(x); }
@@ -55,6 +58,18 @@ struct Avx2 {
     return _mm256_add_ps(_mm256_permute2f128_ps(u0, u1, 0x20), _mm256_permute2f128_ps(u0, u1, 0x31));
   }
 
+  static __m256i LoadInt(const int32_t* p) {
+    return _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p));
+  }
+  // Lanes whose row position is at or past key_pos.
+  static Mask Visible(__m256i pos, int32_t key_pos) {
+    return _mm256_castsi256_ps(_mm256_cmpgt_epi32(pos, _mm256_set1_epi32(key_pos - 1)));
+  }
+  static Mask NoLanes() { return _mm256_setzero_ps(); }
+  static V Where(Mask keep, V v, float fill) {
+    return _mm256_blendv_ps(_mm256_set1_ps(fill), v, keep);
+  }
+
   static void ConvertHalves(const uint16_t* src, float* dst, int count) {
     for (int i = 0; i < count; i += 8) {
       const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
@@ -65,9 +80,15 @@ struct Avx2 {
 
 }  // namespace
 
-void AttentionKernelAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
-                         float* scratch) {
-  AttentionKernel<Avx2>(rows, acc, m, l, scratch);
+void AttentionRowsAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
+                       float* scratch) {
+  RowsKernel<Avx2>(rows, acc, m, l, scratch);
+}
+
+void AttentionLanesAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
+                        float* scratch) {
+  static_assert(Avx2::kWidth == kAttentionLanesAvx2);
+  LanesKernel<Avx2>(rows, acc, m, l, scratch);
 }
 
 }  // namespace saola::kernels::cpu::internal

@@ -1,5 +1,5 @@
-// AVX-512 instantiation of the attention kernel (kernels/cpu/attention_kernel.h): 16 keys per
-// score vector, vcvtph2ps for the f16 cache.
+// AVX-512 instantiation of the attention kernels (kernels/cpu/attention_kernel.h): 16 keys (rows
+// kernel) or 16 query rows (lanes kernel) per vector, vcvtph2ps for the f16 cache.
 #include <immintrin.h>
 
 // GCC 12's AVX-512 intrinsics pass _mm512_undefined_ps() (a self-initialized variable) as the
@@ -15,7 +15,10 @@ namespace {
 
 struct Avx512 {
   using V = __m512;
+  using Mask = __mmask16;
   static constexpr int kWidth = 16;
+  static constexpr int kLaneTokens = 16;  // lanes kernel: 16 score accumulators per pass
+  static constexpr int kPvRegs = 16;      // rows kernel: accumulator registers in P·V
 
   static V Zero() { return _mm512_setzero_ps(); }
   static V Set1(float x) { return _mm512_set1_ps(x); }
@@ -60,6 +63,16 @@ struct Avx512 {
                          _mm512_shuffle_f32x4(w01, w23, 0xdd));
   }
 
+  static __m512i LoadInt(const int32_t* p) { return _mm512_loadu_si512(p); }
+  // Lanes whose row position is at or past key_pos.
+  static Mask Visible(__m512i pos, int32_t key_pos) {
+    return _mm512_cmpge_epi32_mask(pos, _mm512_set1_epi32(key_pos));
+  }
+  static Mask NoLanes() { return 0; }
+  static V Where(Mask keep, V v, float fill) {
+    return _mm512_mask_blend_ps(keep, _mm512_set1_ps(fill), v);
+  }
+
   static void ConvertHalves(const uint16_t* src, float* dst, int count) {
     for (int i = 0; i < count; i += 16) {
       const __m256i h = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i));
@@ -70,9 +83,15 @@ struct Avx512 {
 
 }  // namespace
 
-void AttentionKernelAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
-                           float* scratch) {
-  AttentionKernel<Avx512>(rows, acc, m, l, scratch);
+void AttentionRowsAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
+                         float* scratch) {
+  RowsKernel<Avx512>(rows, acc, m, l, scratch);
+}
+
+void AttentionLanesAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
+                          float* scratch) {
+  static_assert(Avx512::kWidth == kAttentionLanesAvx512);
+  LanesKernel<Avx512>(rows, acc, m, l, scratch);
 }
 
 }  // namespace saola::kernels::cpu::internal

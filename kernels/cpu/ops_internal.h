@@ -36,18 +36,28 @@ void RopeNeoxRowAvx2(float* x, int32_t num_heads, int32_t head_dim, int32_t half
 /// row of the work item. Tiles never cross a cache block.
 constexpr int kAttentionTile = 16;
 
-/// One work item of Attention: `num_queries` consecutive queries of one sequence against one kv
-/// head, i.e. num_queries * group query rows (row r = query i * group + head g of the kv head's
-/// group), over KV positions [kv_begin, kv_end) (a split of the causal range when the call splits
-/// long contexts across threads).
+/// Floats of per-thread scratch an attention kernel needs (K/V tiles, transposed Q and output),
+/// with kAttentionPad floats between the parts so that they do not sit a multiple of 4 KiB apart
+/// (loads after stores to such addresses stall on 4K aliasing).
+constexpr int64_t kAttentionPad = 16;
+constexpr int64_t AttentionScratchFloats(int64_t head_dim) {
+  return 4 * (static_cast<int64_t>(kAttentionTile) * head_dim + kAttentionPad);
+}
+
+/// One work item of Attention: query rows [row_begin, row_end) of one sequence against one kv
+/// head, where row r is query r / group, query head r % group of the kv head's group, over KV
+/// positions [kv_begin, kv_end) (a split of the causal range when the call splits long contexts
+/// across threads).
 struct AttentionRows {
-  const float* q = nullptr;     // row (i, g) at q + i * q_stride + g * head_dim
+  const float* q = nullptr;     // query 0, head 0 of the group: row r at
+                                // q + (r / group) * q_stride + (r % group) * head_dim
   int64_t q_stride = 0;         // floats between consecutive queries (num_heads * head_dim)
-  int32_t num_queries = 0;
   int32_t group = 1;            // query heads per kv head
+  int32_t row_begin = 0;
+  int32_t row_end = 0;
   int32_t first_pos = 0;        // position of query 0; query i sits at first_pos + i
   int32_t kv_begin = 0;
-  int32_t kv_end = 0;           // exclusive; positions past a query's own are masked for it
+  int32_t kv_end = 0;           // exclusive; positions past a row's own are masked for it
   const uint16_t* k = nullptr;  // the kv head's first element: slot s at k + s * kv_stride
   const uint16_t* v = nullptr;
   int64_t kv_stride = 0;        // halves between consecutive slots (num_kv_heads * head_dim)
@@ -57,20 +67,29 @@ struct AttentionRows {
   float scale = 1.0f;
 };
 
-/// Online-softmax attention of one work item. Writes, for each row r, the running max m[r] of its
-/// scaled scores (-inf if it saw no key), l[r] = sum of exp(score - m[r]), and the unnormalized
-/// acc[r * head_dim + d] = sum of exp(score - m[r]) * v[d]. scratch holds
-/// 2 * kAttentionTile * head_dim floats.
+/// Online-softmax attention of one work item. Writes, for each row j = r - row_begin, the
+/// running max m[j] of its scaled scores (-inf if it saw no key), l[j] = sum of exp(score - m[j]),
+/// and the unnormalized acc[j * head_dim + d] = sum of exp(score - m[j]) * v[d]. scratch holds
+/// AttentionScratchFloats(head_dim) floats.
 using AttentionKernelFn = void (*)(const AttentionRows& rows, float* acc, float* m, float* l,
                                    float* scratch);
 
-void AttentionKernelScalar(const AttentionRows& rows, float* acc, float* m, float* l,
-                           float* scratch);
-/// head_dim % 8 == 0.
-void AttentionKernelAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
+/// Rows kernels: one row at a time (a few rows interleaved), keys in vector lanes; any number of
+/// rows. The SIMD ones need head_dim % 8 == 0 (AVX2) or % 16 == 0 (AVX-512).
+void AttentionRowsScalar(const AttentionRows& rows, float* acc, float* m, float* l,
                          float* scratch);
-/// head_dim % 16 == 0.
-void AttentionKernelAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
-                           float* scratch);
+void AttentionRowsAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
+                       float* scratch);
+void AttentionRowsAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
+                         float* scratch);
+
+/// Lanes kernels: up to kAttentionLanes* rows, one per vector lane (prefill), so scores,
+/// softmax and P·V need no horizontal operations. Same head_dim conditions.
+constexpr int kAttentionLanesAvx2 = 8;
+constexpr int kAttentionLanesAvx512 = 16;
+void AttentionLanesAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
+                        float* scratch);
+void AttentionLanesAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
+                          float* scratch);
 
 }  // namespace saola::kernels::cpu::internal

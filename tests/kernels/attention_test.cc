@@ -4,6 +4,7 @@
 // tables, GQA ratios 1, 3 and 4, head dims on every kernel path, 1-3 threads, and decode calls
 // long enough to be split across threads and merged.
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstdint>
@@ -16,6 +17,7 @@
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/ops_internal.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace saola::kernels::cpu {
@@ -248,6 +250,98 @@ TEST(AttentionTest, RepeatedCallsAreDeterministic) {
   ThreadPool pool(2);
   const std::vector<float> first = f.Run(pool);
   for (int i = 0; i < 5; ++i) EXPECT_EQ(f.Run(pool), first);
+}
+
+// The per-item kernels directly, on a KV range that starts after some rows' positions (as a
+// split of the causal range can): those rows must report that they saw no key (m = -inf, l = 0),
+// and every kernel must agree with the scalar one on the others.
+TEST(AttentionKernelsTest, AgreeOnPartialKvRanges) {
+  const int32_t group = 2, head_dim = 64, block_size = 16, context = 90;
+  const int32_t num_q = 20;  // 40 rows at positions 70..89
+  std::mt19937 rng(9);
+  std::uniform_real_distribution<float> dist(-1.0f, 1.0f);
+  const int32_t num_blocks = (context + block_size - 1) / block_size;
+  std::vector<uint16_t> k(static_cast<size_t>(num_blocks) * block_size * head_dim);
+  std::vector<uint16_t> v(k.size());
+  for (auto& x : k) x = F32ToF16(dist(rng));
+  for (auto& x : v) x = F32ToF16(dist(rng));
+  std::vector<int32_t> table(num_blocks);
+  std::iota(table.rbegin(), table.rend(), 0);
+  std::vector<float> q(static_cast<size_t>(num_q) * group * head_dim);
+  for (float& x : q) x = dist(rng);
+
+  using internal::AttentionKernelFn;
+  struct Named {
+    const char* name;
+    AttentionKernelFn fn;
+    int32_t max_rows;
+    Isa needs;
+  };
+  const Named kernels[] = {
+      {"rows scalar", internal::AttentionRowsScalar, 1000, Isa::kScalar},
+      {"rows avx2", internal::AttentionRowsAvx2, 1000, Isa::kAvx2},
+      {"rows avx512", internal::AttentionRowsAvx512, 1000, Isa::kAvx512},
+      {"lanes avx2", internal::AttentionLanesAvx2, internal::kAttentionLanesAvx2, Isa::kAvx2},
+      {"lanes avx512", internal::AttentionLanesAvx512, internal::kAttentionLanesAvx512,
+       Isa::kAvx512},
+  };
+  // Rows [row_begin, row_end) over keys [kv_begin, kv_end): rows 0..13 sit before position 77.
+  for (const auto& [row_begin, row_end, kv_begin, kv_end] :
+       std::vector<std::array<int32_t, 4>>{{0, 16, 77, 90}, {3, 11, 0, 48}, {0, 5, 16, 77},
+                                          {8, 40, 64, 90}, {30, 38, 0, 90}}) {
+    internal::AttentionRows a;
+    a.q = q.data();
+    a.q_stride = static_cast<int64_t>(group) * head_dim;
+    a.group = group;
+    a.row_begin = row_begin;
+    a.row_end = row_end;
+    a.first_pos = context - num_q;
+    a.kv_begin = kv_begin;
+    a.kv_end = kv_end;
+    a.k = k.data();
+    a.v = v.data();
+    a.kv_stride = head_dim;
+    a.block_table = table.data();
+    a.block_size = block_size;
+    a.head_dim = head_dim;
+    a.scale = 0.125f;
+    const int32_t rows = row_end - row_begin;
+    std::vector<float> scratch(internal::AttentionScratchFloats(head_dim));
+    std::vector<float> want_acc(rows * head_dim), want_m(rows), want_l(rows);
+    internal::AttentionRowsScalar(a, want_acc.data(), want_m.data(), want_l.data(),
+                                  scratch.data());
+    for (int32_t j = 0; j < rows; ++j) {
+      const int32_t pos = a.first_pos + (row_begin + j) / group;
+      if (pos < kv_begin) {
+        EXPECT_EQ(want_m[j], -INFINITY) << j;
+        EXPECT_EQ(want_l[j], 0.0f) << j;
+      } else {
+        EXPECT_GT(want_l[j], 0.0f) << j;
+      }
+    }
+    for (const Named& kernel : kernels) {
+      if (static_cast<int>(kernel.needs) > static_cast<int>(DetectedIsa())) continue;
+      if (rows > kernel.max_rows) continue;
+      SCOPED_TRACE(testing::Message() << kernel.name << " rows " << row_begin << ".." << row_end
+                                      << " keys " << kv_begin << ".." << kv_end);
+      std::vector<float> acc(rows * head_dim, NAN), m(rows, NAN), l(rows, NAN);
+      kernel.fn(a, acc.data(), m.data(), l.data(), scratch.data());
+      for (int32_t j = 0; j < rows; ++j) {
+        if (want_m[j] == -INFINITY) {
+          EXPECT_EQ(m[j], -INFINITY) << j;
+          EXPECT_EQ(l[j], 0.0f) << j;
+          for (int32_t d = 0; d < head_dim; ++d) ASSERT_EQ(acc[j * head_dim + d], 0.0f);
+          continue;
+        }
+        // Same softmax state up to rounding: compare the normalized outputs and the maxima.
+        EXPECT_NEAR(m[j], want_m[j], 1e-5f) << j;
+        for (int32_t d = 0; d < head_dim; ++d) {
+          ASSERT_NEAR(acc[j * head_dim + d] / l[j], want_acc[j * head_dim + d] / want_l[j], 1e-5f)
+              << j << " " << d;
+        }
+      }
+    }
+  }
 }
 
 // ---- Timings (run with --gtest_also_run_disabled_tests) --------------------------------------
