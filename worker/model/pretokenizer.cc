@@ -1,8 +1,8 @@
 #include "worker/model/pretokenizer.h"
 
 #include <algorithm>
-#include <array>
-#include <memory>
+#include <initializer_list>
+#include <iterator>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"

@@ -21,8 +21,9 @@
 #include "worker/model/tokenizer.h"
 
 #include <algorithm>
-#include <cstdio>
 #include <cstdlib>
+#include <iterator>
+#include <memory>
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
