@@ -101,6 +101,8 @@ void ScalarQuantize(const float* x, int64_t ldx, int64_t t0, int64_t t1,
       acts.s(t)[b] = Fp16ToFp32(Fp32ToFp16(d * static_cast<float>(sum)));
       acts.sum(t)[b] = sum;
     }
+    // Zero the padding after the last block (vector kernels may read it).
+    std::memset(acts.qs(t) + acts.cols, 0, acts.d_offset - static_cast<size_t>(acts.cols));
   }
 }
 
