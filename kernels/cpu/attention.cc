@@ -28,6 +28,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
+#include "kernels/cpu/quantize.h"
 
 namespace saola::kernels::cpu {
 namespace {
@@ -331,8 +332,8 @@ void AttentionRowsScalar(const AttentionRows& a, float* acc, float* m, float* l,
         static_cast<int64_t>(a.block_table[t0 / a.block_size]) * a.block_size + off;
     for (int t = 0; t < nt; ++t) {
       for (int d = 0; d < hd; ++d) {
-        kf[t * hd + d] = F16ToF32(a.k[(slot0 + t) * a.kv_stride + d]);
-        vf[t * hd + d] = F16ToF32(a.v[(slot0 + t) * a.kv_stride + d]);
+        kf[t * hd + d] = Fp16ToFp32(a.k[(slot0 + t) * a.kv_stride + d]);
+        vf[t * hd + d] = Fp16ToFp32(a.v[(slot0 + t) * a.kv_stride + d]);
       }
     }
     for (int r = std::max(a.row_begin, std::max(0, t0 - a.first_pos) * g); r < a.row_end; ++r) {

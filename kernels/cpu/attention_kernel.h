@@ -49,10 +49,11 @@ constexpr int PvBlock() {
   return blk;
 }
 
-template <class S, int R, int kBlk>
+template <class S, int kHd, int R, int kBlk>
 inline void PvRows(float* const* acc, int offset, const float* vf, int hd,
                    const float (*p)[kAttentionTile], int valid, const float* corr) {
   using V = typename S::V;
+  if constexpr (kHd != 0) hd = kHd;
   constexpr int W = S::kWidth;
   V o[R][kBlk];
   for (int r = 0; r < R; ++r) {
@@ -74,10 +75,11 @@ inline void PvRows(float* const* acc, int offset, const float* vf, int hd,
 }
 
 // R rows against one converted tile; row r sees its first valid[r] >= 1 keys.
-template <class S, int R>
+template <class S, int kHd, int R>
 inline void AttendRows(const float* const* q, const float* kf, const float* vf, int hd,
                        const int* valid, float scale, float* const* acc, float* m, float* l) {
   using V = typename S::V;
+  if constexpr (kHd != 0) hd = kHd;
   constexpr int W = S::kWidth;
   constexpr int kGroups = kAttentionTile / W;
   const int num_vec = hd / W;
@@ -115,9 +117,11 @@ inline void AttendRows(const float* const* q, const float* kf, const float* vf, 
     max_valid = std::max(max_valid, valid[r]);
   }
   constexpr int kBlk = PvBlock<S, R>();
-  int c = 0;
-  for (; c + kBlk <= num_vec; c += kBlk) PvRows<S, R, kBlk>(acc, c * W, vf, hd, p, max_valid, corr);
-  for (; c < num_vec; ++c) PvRows<S, R, 1>(acc, c * W, vf, hd, p, max_valid, corr);
+  const int full = num_vec - num_vec % kBlk;
+  for (int c = 0; c < full; c += kBlk) {
+    PvRows<S, kHd, R, kBlk>(acc, c * W, vf, hd, p, max_valid, corr);
+  }
+  for (int c = full; c < num_vec; ++c) PvRows<S, kHd, R, 1>(acc, c * W, vf, hd, p, max_valid, corr);
 }
 
 // Asks for the K and V rows of the tile starting at t0 (if any) while the current one is
@@ -138,18 +142,19 @@ inline void PrefetchTile(const AttentionRows& a, int32_t t0, int32_t kv_end) {
   }
 }
 
-template <class S>
+template <class S, int kHd>
 void ConvertTile(const AttentionRows& a, int64_t slot0, int nt, float* kf, float* vf) {
-  const int hd = a.head_dim;
+  const int hd = kHd != 0 ? kHd : a.head_dim;
   for (int t = 0; t < nt; ++t) {
     S::ConvertHalves(a.k + (slot0 + t) * a.kv_stride, kf + t * hd, hd);
     S::ConvertHalves(a.v + (slot0 + t) * a.kv_stride, vf + t * hd, hd);
   }
 }
 
-template <class S>
+// kHd: head_dim when known at compile time (64, 128: constant offsets, fewer live pointers), or 0.
+template <class S, int kHd>
 void RowsKernel(const AttentionRows& a, float* acc, float* m, float* l, float* scratch) {
-  const int hd = a.head_dim;
+  const int hd = kHd != 0 ? kHd : a.head_dim;
   const int g = a.group;
   const int nrows = a.row_end - a.row_begin;
   for (int j = 0; j < nrows; ++j) {
@@ -164,7 +169,7 @@ void RowsKernel(const AttentionRows& a, float* acc, float* m, float* l, float* s
   for (int32_t t0 = a.kv_begin; t0 < kv_end;) {
     const int32_t off = t0 % a.block_size;
     const int nt = std::min({kAttentionTile, kv_end - t0, a.block_size - off});
-    ConvertTile<S>(a, static_cast<int64_t>(a.block_table[t0 / a.block_size]) * a.block_size + off,
+    ConvertTile<S, kHd>(a, static_cast<int64_t>(a.block_table[t0 / a.block_size]) * a.block_size + off,
                    nt, kf, vf);
     PrefetchTile(a, t0 + nt, kv_end);
     // Rows of queries before t0 see nothing of this tile.
@@ -183,10 +188,10 @@ void RowsKernel(const AttentionRows& a, float* acc, float* m, float* l, float* s
       float* mr = m + (r - a.row_begin);
       float* lr = l + (r - a.row_begin);
       switch (batch) {
-        case 1: AttendRows<S, 1>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
-        case 2: AttendRows<S, 2>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
-        case 3: AttendRows<S, 3>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
-        default: AttendRows<S, 4>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
+        case 1: AttendRows<S, kHd, 1>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
+        case 2: AttendRows<S, kHd, 2>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
+        case 3: AttendRows<S, kHd, 3>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
+        default: AttendRows<S, kHd, 4>(q, kf, vf, hd, valid, a.scale, accs, mr, lr); break;
       }
       r += batch;
     }
@@ -196,14 +201,14 @@ void RowsKernel(const AttentionRows& a, float* acc, float* m, float* l, float* s
 
 // ---- Lanes kernel ------------------------------------------------------------------------------
 
-template <class S>
+template <class S, int kHd>
 void LanesKernel(const AttentionRows& a, float* acc, float* m_out, float* l_out, float* scratch) {
   using V = typename S::V;
   using Mask = typename S::Mask;
   constexpr int W = S::kWidth;
   constexpr int T = kAttentionTile;
   constexpr int TT = S::kLaneTokens;  // keys per register pass
-  const int hd = a.head_dim;
+  const int hd = kHd != 0 ? kHd : a.head_dim;
   const int nrows = a.row_end - a.row_begin;  // 1..W
 
   static_assert(W <= kAttentionTile);  // qT and oT fit the scratch of two tiles
@@ -236,7 +241,7 @@ void LanesKernel(const AttentionRows& a, float* acc, float* m_out, float* l_out,
   for (int32_t t0 = a.kv_begin; t0 < kv_end;) {
     const int32_t off = t0 % a.block_size;
     const int nt = std::min({T, kv_end - t0, a.block_size - off});
-    ConvertTile<S>(a, static_cast<int64_t>(a.block_table[t0 / a.block_size]) * a.block_size + off,
+    ConvertTile<S, kHd>(a, static_cast<int64_t>(a.block_table[t0 / a.block_size]) * a.block_size + off,
                    nt, kf, vf);
     PrefetchTile(a, t0 + nt, kv_end);
     // P·V runs over whole passes of TT keys: keys past nt must be finite (their p is 0).
@@ -289,6 +294,25 @@ void LanesKernel(const AttentionRows& a, float* acc, float* m_out, float* l_out,
     m_out[j] = lv[j] > 0.0f ? mv[j] : -kInf;
     l_out[j] = lv[j];
     for (int d = 0; d < hd; ++d) acc[static_cast<int64_t>(j) * hd + d] = ot[d * W + j];
+  }
+}
+
+// The entry points: head dims 64 and 128 get their own instantiations.
+template <class S>
+void RunRowsKernel(const AttentionRows& a, float* acc, float* m, float* l, float* scratch) {
+  switch (a.head_dim) {
+    case 64: return RowsKernel<S, 64>(a, acc, m, l, scratch);
+    case 128: return RowsKernel<S, 128>(a, acc, m, l, scratch);
+    default: return RowsKernel<S, 0>(a, acc, m, l, scratch);
+  }
+}
+
+template <class S>
+void RunLanesKernel(const AttentionRows& a, float* acc, float* m, float* l, float* scratch) {
+  switch (a.head_dim) {
+    case 64: return LanesKernel<S, 64>(a, acc, m, l, scratch);
+    case 128: return LanesKernel<S, 128>(a, acc, m, l, scratch);
+    default: return LanesKernel<S, 0>(a, acc, m, l, scratch);
   }
 }
 

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/quantize.h"
 
 namespace saola::kernels::cpu {
 
@@ -29,7 +30,7 @@ void AttentionReference(const float* q, const KvLayer& kv, std::span<const Atten
               p % kv.block_size;
           const uint16_t* kr = kv.k + (slot * kv.num_kv_heads + kvh) * hd;
           double dot = 0.0;
-          for (int32_t d = 0; d < hd; ++d) dot += static_cast<double>(qr[d]) * F16ToF32(kr[d]);
+          for (int32_t d = 0; d < hd; ++d) dot += static_cast<double>(qr[d]) * Fp16ToFp32(kr[d]);
           scores[p] = dot * scale;
           max_score = std::max(max_score, scores[p]);
         }
@@ -42,7 +43,7 @@ void AttentionReference(const float* q, const KvLayer& kv, std::span<const Atten
               static_cast<int64_t>(s.block_table[p / kv.block_size]) * kv.block_size +
               p % kv.block_size;
           const uint16_t* vr = kv.v + (slot * kv.num_kv_heads + kvh) * hd;
-          for (int32_t d = 0; d < hd; ++d) acc[d] += w * F16ToF32(vr[d]);
+          for (int32_t d = 0; d < hd; ++d) acc[d] += w * Fp16ToFp32(vr[d]);
         }
         for (int32_t d = 0; d < hd; ++d) out[row * hd + d] = static_cast<float>(acc[d] / sum);
       }

@@ -51,17 +51,13 @@ void SiluMulReference(const float* gate, const float* up, int64_t n, int64_t dim
 /// rotation uses cosf / sinf of freq_scale * theta: (x0, x1) -> (x0 c - x1 s, x0 s + x1 c).
 void RopeReference(float* x, const int32_t* positions, int64_t n, int32_t num_heads,
                    int32_t head_dim, const RopeParams& params);
-/// Rounds to f16 with round-to-nearest-even (as F16C and ggml do).
+/// Rounds to f16 with round-to-nearest-even (Fp32ToFp16 in kernels/cpu/quantize.h; F16C rounds
+/// the same way).
 void StoreKvReference(const float* k, const float* v, const int32_t* slots, int64_t n,
                       const KvLayer& kv);
 /// Naive causal attention: full softmax over all visible keys, computed in double from the f16
 /// cache (no tiling, no online softmax). The truth the tiled kernels are measured against.
 void AttentionReference(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
                         int32_t num_heads, float scale, float* out);
-
-// ---- IEEE half conversion (portable; the SIMD paths use F16C, which rounds the same way) -------
-
-float F16ToF32(uint16_t h);
-uint16_t F32ToF16(float f);
 
 }  // namespace saola::kernels::cpu

@@ -18,6 +18,7 @@
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/ops_internal.h"
+#include "kernels/cpu/quantize.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace saola::kernels::cpu {
@@ -66,8 +67,8 @@ class Fixture {
         const int64_t slot = static_cast<int64_t>(tables_[i][p / block_size]) * block_size +
                              p % block_size;
         for (int64_t e = 0; e < row; ++e) {
-          k_[slot * row + e] = F32ToF16(dist(rng));
-          v_[slot * row + e] = F32ToF16(dist(rng));
+          k_[slot * row + e] = Fp32ToFp16(dist(rng));
+          v_[slot * row + e] = Fp32ToFp16(dist(rng));
         }
       }
       q_end -= s.num_q;
@@ -263,8 +264,8 @@ TEST(AttentionKernelsTest, AgreeOnPartialKvRanges) {
   const int32_t num_blocks = (context + block_size - 1) / block_size;
   std::vector<uint16_t> k(static_cast<size_t>(num_blocks) * block_size * head_dim);
   std::vector<uint16_t> v(k.size());
-  for (auto& x : k) x = F32ToF16(dist(rng));
-  for (auto& x : v) x = F32ToF16(dist(rng));
+  for (auto& x : k) x = Fp32ToFp16(dist(rng));
+  for (auto& x : v) x = Fp32ToFp16(dist(rng));
   std::vector<int32_t> table(num_blocks);
   std::iota(table.rbegin(), table.rend(), 0);
   std::vector<float> q(static_cast<size_t>(num_q) * group * head_dim);

@@ -10,6 +10,7 @@
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/quantize.h"
 
 namespace saola::kernels::cpu {
 namespace {
@@ -105,8 +106,8 @@ TEST_F(CpuBackendTest, StoreKvThenAttention) {
   backend_->StoreKv(k.data(), v.data(), slots.data(), context, kv);
   for (int32_t p = 0; p < context; ++p) {
     for (int64_t e = 0; e < row; ++e) {
-      ASSERT_EQ(kv.k[slots[p] * row + e], F32ToF16(k[p * row + e]));
-      ASSERT_EQ(kv.v[slots[p] * row + e], F32ToF16(v[p * row + e]));
+      ASSERT_EQ(kv.k[slots[p] * row + e], Fp32ToFp16(k[p * row + e]));
+      ASSERT_EQ(kv.v[slots[p] * row + e], Fp32ToFp16(v[p * row + e]));
     }
   }
 

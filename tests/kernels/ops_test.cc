@@ -1,17 +1,15 @@
 // The element-wise CPU ops (kernels/cpu/ops.h) against their scalar references, on every
 // instruction-set path this machine has and with 1, 2 and 3 threads.
-#include <immintrin.h>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
-#include <cstring>
 #include <random>
 #include <vector>
 
 #include "gtest/gtest.h"
 #include "kernels/cpu/cpu_features.h"
 #include "kernels/cpu/ops.h"
+#include "kernels/cpu/quantize.h"
 #include "kernels/cpu/thread_pool.h"
 
 namespace saola::kernels::cpu {
@@ -316,51 +314,7 @@ TEST(RopeTest, LongPrefillFillsInParallel) {
   EXPECT_EQ(got, want);
 }
 
-// ---- Half conversion and StoreKv ----------------------------------------------------------------
-
-__attribute__((target("f16c"))) uint16_t F16cRound(float f) {
-  return static_cast<uint16_t>(_cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT));
-}
-
-__attribute__((target("f16c"))) float F16cWiden(uint16_t h) { return _cvtsh_ss(h); }
-
-uint32_t Bits(float f) {
-  uint32_t u;
-  std::memcpy(&u, &f, sizeof(u));
-  return u;
-}
-
-TEST(HalfTest, WideningMatchesF16cForAllHalves) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C";
-  for (uint32_t h = 0; h < 65536; ++h) {
-    const float got = F16ToF32(static_cast<uint16_t>(h));
-    const float want = F16cWiden(static_cast<uint16_t>(h));
-    if (std::isnan(want)) {
-      ASSERT_TRUE(std::isnan(got)) << h;
-    } else {
-      ASSERT_EQ(Bits(got), Bits(want)) << h;
-    }
-  }
-}
-
-TEST(HalfTest, RoundingMatchesF16c) {
-  if (!__builtin_cpu_supports("f16c")) GTEST_SKIP() << "no F16C";
-  // A stride through all 2^32 patterns, plus every float near the half range's edges and ties.
-  std::vector<uint32_t> patterns;
-  for (uint64_t u = 0; u < (1ull << 32); u += 4099) patterns.push_back(static_cast<uint32_t>(u));
-  for (uint32_t base : {0x33000000u, 0x387fc000u, 0x38800000u, 0x477fe000u, 0x477ff000u,
-                        0x7f800000u, 0x7fc00000u, 0x3f800000u}) {
-    for (uint32_t d = 0; d < 8192; ++d) {
-      patterns.push_back(base - 4096 + d);
-      patterns.push_back((base - 4096 + d) | 0x80000000u);
-    }
-  }
-  for (uint32_t u : patterns) {
-    float f;
-    std::memcpy(&f, &u, sizeof(f));
-    ASSERT_EQ(F32ToF16(f), F16cRound(f)) << std::hex << u;
-  }
-}
+// ---- StoreKv -----------------------------------------------------------------------------------
 
 TEST(StoreKvTest, RoundTripOnEveryPath) {
   const int32_t num_kv_heads = 3, head_dim = 72, block_size = 16, num_blocks = 6;
@@ -386,10 +340,10 @@ TEST(StoreKvTest, RoundTripOnEveryPath) {
       for (int64_t i = 0; i < n; ++i) {
         for (int64_t e = 0; e < row; ++e) {
           // Within half an ulp: 2^-25 for subnormal halves, 2^-11 relative for normal ones.
-          const float back = F16ToF32(got_v[slots[i] * row + e]);
+          const float back = Fp16ToFp32(got_v[slots[i] * row + e]);
           const float vx = v[i * row + e];
           ASSERT_LE(std::abs(back - vx), std::max(2.99e-8f, std::abs(vx) * (1.0f / 2048.0f)));
-          const float kb = F16ToF32(got_k[slots[i] * row + e]);
+          const float kb = Fp16ToFp32(got_k[slots[i] * row + e]);
           const float kx = k[i * row + e];
           if (std::abs(kx) >= 65520.0f) {
             ASSERT_TRUE(std::isinf(kb));
