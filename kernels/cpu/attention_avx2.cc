@@ -82,13 +82,13 @@ struct Avx2 {
 
 void AttentionRowsAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
                        float* scratch) {
-  RowsKernel<Avx2>(rows, acc, m, l, scratch);
+  RunRowsKernel<Avx2>(rows, acc, m, l, scratch);
 }
 
 void AttentionLanesAvx2(const AttentionRows& rows, float* acc, float* m, float* l,
                         float* scratch) {
   static_assert(Avx2::kWidth == kAttentionLanesAvx2);
-  LanesKernel<Avx2>(rows, acc, m, l, scratch);
+  RunLanesKernel<Avx2>(rows, acc, m, l, scratch);
 }
 
 }  // namespace saola::kernels::cpu::internal

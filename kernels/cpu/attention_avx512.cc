@@ -85,13 +85,13 @@ struct Avx512 {
 
 void AttentionRowsAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
                          float* scratch) {
-  RowsKernel<Avx512>(rows, acc, m, l, scratch);
+  RunRowsKernel<Avx512>(rows, acc, m, l, scratch);
 }
 
 void AttentionLanesAvx512(const AttentionRows& rows, float* acc, float* m, float* l,
                           float* scratch) {
   static_assert(Avx512::kWidth == kAttentionLanesAvx512);
-  LanesKernel<Avx512>(rows, acc, m, l, scratch);
+  RunLanesKernel<Avx512>(rows, acc, m, l, scratch);
 }
 
 }  // namespace saola::kernels::cpu::internal
