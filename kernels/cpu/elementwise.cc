@@ -49,7 +49,10 @@ void Add(ThreadPool& pool, float* x, const float* delta, int64_t n, int64_t dim)
 
 void SiluMul(ThreadPool& pool, const float* gate, const float* up, int64_t n, int64_t dim,
              float* out) {
-  const auto fn = ActiveIsa() >= Isa::kAvx2 ? internal::SiluMulAvx2 : SiluMulScalar;
+  const Isa isa = ActiveIsa();
+  const auto fn = isa >= Isa::kAvx512 ? internal::SiluMulAvx512
+                  : isa >= Isa::kAvx2 ? internal::SiluMulAvx2
+                                      : SiluMulScalar;
   const int64_t count = n * dim;
   // SiluMul costs an exp and a division per element: worth threads sooner than Add.
   if (count < kMinParallelElems / 4) {

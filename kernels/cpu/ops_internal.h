@@ -20,6 +20,8 @@ void ScaleMulAvx2(const float* x, float scale, const float* weight, int64_t dim,
 
 void AddAvx2(float* x, const float* delta, int64_t count);
 void SiluMulAvx2(const float* gate, const float* up, int64_t count, float* out);
+// elementwise_avx512.cc
+void SiluMulAvx512(const float* gate, const float* up, int64_t count, float* out);
 
 // ---- rope_avx2.cc ------------------------------------------------------------------------------
 

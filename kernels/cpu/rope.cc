@@ -22,7 +22,7 @@
 namespace saola::kernels::cpu {
 namespace {
 
-constexpr int32_t kMaxCachedPosition = 1 << 16;
+constexpr int32_t kMaxCachedPosition = 1 << 15;
 constexpr int kMaxTables = 4;
 // Rotated floats below which the rotation runs on the caller's thread.
 constexpr int64_t kMinParallelElems = 1 << 14;
