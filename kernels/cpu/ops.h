@@ -26,10 +26,14 @@ void AddRmsNorm(ThreadPool& pool, float* residual, const float* delta, const flo
 void Add(ThreadPool& pool, float* x, const float* delta, int64_t n, int64_t dim);
 void SiluMul(ThreadPool& pool, const float* gate, const float* up, int64_t n, int64_t dim,
              float* out);
+/// Same values as RopeReference; the calling thread memoizes cos/sin per position and parameter
+/// set (kernels/cpu/rope.cc), so later layers and steps skip the sines.
 void Rope(ThreadPool& pool, float* x, const int32_t* positions, int64_t n, int32_t num_heads,
           int32_t head_dim, const RopeParams& params);
 void StoreKv(ThreadPool& pool, const float* k, const float* v, const int32_t* slots, int64_t n,
              const KvLayer& kv);
+/// Tiled online softmax (kernels/cpu/attention.cc). Q is used in float (llama.cpp's CPU path
+/// rounds it to f16 first); scores, softmax and the V sum are float.
 void Attention(ThreadPool& pool, const float* q, const KvLayer& kv,
                std::span<const AttentionSeq> seqs, int32_t num_heads, float scale, float* out);
 
