@@ -23,11 +23,12 @@ namespace {
 
 using internal::Acts;
 using internal::IsaKernels;
-using internal::MatMulKernel;
+using internal::Kernel;
 using internal::QuantizedActs;
 
-// Rows per unit of the thread split (a multiple of every kernel's row tile).
-constexpr int64_t kRowAlign = 16;
+// Rows per unit of the thread split (a multiple of every kernel's row tile; the AMX kernel steps
+// 32 rows at a time).
+constexpr int64_t kRowAlign = 32;
 // Token rows from which activation preparation is split across threads.
 constexpr int64_t kParallelPrepTokens = 8;
 
@@ -56,25 +57,41 @@ const IsaKernels& KernelsFor(Isa isa) {
 }
 
 // The widest available kernel for `type`, falling back to narrower paths.
-MatMulKernel PickKernel(DType type, int64_t n) {
+Kernel PickKernel(DType type, int64_t n) {
   const Isa isa = ActiveIsa();
   if (n >= internal::kAmxMinTokens && AmxUsable()) {
-    if (MatMulKernel k = internal::AmxKernel(type)) return k;
+    if (Kernel k = internal::AmxKernel(type)) return k;
   }
   for (int level = static_cast<int>(isa); level >= 0; --level) {
-    if (MatMulKernel k = KernelsFor(static_cast<Isa>(level)).For(type)) return k;
+    if (Kernel k = KernelsFor(static_cast<Isa>(level)).For(type)) return k;
   }
-  return nullptr;
+  return Kernel{};
 }
 
-// Activation buffers for one call: which kinds are needed, and where they live in scratch.
+// The activations of one call in every form its kernels need, in `scratch`: quantized and/or
+// rounded to half / bfloat16 (by weight type), then each kernel's own packed layout.
 class PreparedActs {
  public:
   PreparedActs(const float* x, int64_t n, int64_t cols) : x_(x), n_(n), cols_(cols) {}
 
-  void Need(ActKind kind) { need_[static_cast<int>(kind)] = true; }
+  // Registers a weight type and its kernel; returns the index to pass to For().
+  int Add(DType type, const Kernel& kernel) {
+    need_[static_cast<int>(ActKindFor(type))] = true;
+    int pack_index = -1;
+    if (kernel.pack != nullptr) {
+      for (size_t i = 0; i < packs_.size(); ++i) {
+        if (packs_[i].kernel.pack == kernel.pack) pack_index = static_cast<int>(i);
+      }
+      if (pack_index < 0) {
+        packs_.push_back({kernel, type, 0});
+        pack_index = static_cast<int>(packs_.size()) - 1;
+      }
+    }
+    users_.push_back({type, pack_index});
+    return static_cast<int>(users_.size()) - 1;
+  }
 
-  // Sizes scratch, then fills every needed kind (in parallel over tokens when n is large).
+  // Sizes scratch, then fills every needed form (in parallel over tokens when n is large).
   void Prepare(ThreadPool& pool, std::vector<uint8_t>& scratch) {
     const IsaKernels& isa = KernelsFor(ActiveIsa());
     const IsaKernels& scalar = internal::ScalarKernels();
@@ -96,15 +113,19 @@ class PreparedActs {
       bf16_offset = bytes;
       bytes += half_bytes;
     }
-    if (scratch.size() < bytes + 64) scratch.resize(bytes + 64);
-    uint8_t* base = reinterpret_cast<uint8_t*>(
-        AlignUp(reinterpret_cast<uintptr_t>(scratch.data()), 64));
     acts_.n = n_;
     acts_.f32 = x_;
     acts_.ld_f32 = cols_;
-    acts_.q.base = base + quant_offset;
-    half_ = reinterpret_cast<uint16_t*>(base + half_offset);
-    bf16_ = reinterpret_cast<uint16_t*>(base + bf16_offset);
+    acts_.ld_h16 = cols_;
+    for (Pack& p : packs_) {
+      p.offset = bytes;
+      bytes += AlignUp(p.kernel.packed_bytes(ViewFor(p.type), cols_), 64);
+    }
+    if (scratch.size() < bytes + 64) scratch.resize(bytes + 64);
+    base_ = reinterpret_cast<uint8_t*>(AlignUp(reinterpret_cast<uintptr_t>(scratch.data()), 64));
+    acts_.q.base = base_ + quant_offset;
+    half_ = reinterpret_cast<uint16_t*>(base_ + half_offset);
+    bf16_ = reinterpret_cast<uint16_t*>(base_ + bf16_offset);
 
     auto fill = [&](int64_t t0, int64_t t1) {
       if (need_[static_cast<int>(ActKind::kQuant)]) quantize(x_, cols_, t0, t1, acts_.q);
@@ -114,6 +135,7 @@ class PreparedActs {
       if (need_[static_cast<int>(ActKind::kBf16)]) {
         to_bf16(x_ + t0 * cols_, bf16_ + t0 * cols_, (t1 - t0) * cols_);
       }
+      for (const Pack& p : packs_) p.kernel.pack(ViewFor(p.type), cols_, t0, t1, base_ + p.offset);
     };
     if (n_ >= kParallelPrepTokens) {
       ParallelFor(pool, n_, 1, fill);
@@ -122,21 +144,39 @@ class PreparedActs {
     }
   }
 
-  // The view a kernel for `type` reads.
-  Acts For(DType type) const {
-    Acts a = acts_;
-    if (type == DType::kF16) a.h16 = half_;
-    if (type == DType::kBF16) a.h16 = bf16_;
-    a.ld_h16 = cols_;
+  // The view the kernel registered as `user` reads.
+  Acts For(int user) const {
+    Acts a = ViewFor(users_[user].type);
+    if (users_[user].pack_index >= 0) a.packed = base_ + packs_[users_[user].pack_index].offset;
     return a;
   }
 
  private:
+  struct Pack {
+    Kernel kernel;
+    DType type;
+    size_t offset;
+  };
+  struct User {
+    DType type;
+    int pack_index;
+  };
+
+  Acts ViewFor(DType type) const {
+    Acts a = acts_;
+    if (type == DType::kF16) a.h16 = half_;
+    if (type == DType::kBF16) a.h16 = bf16_;
+    return a;
+  }
+
   const float* x_;
   int64_t n_;
   int64_t cols_;
   bool need_[4] = {false, false, false, false};
+  std::vector<Pack> packs_;
+  std::vector<User> users_;
   Acts acts_;
+  uint8_t* base_ = nullptr;
   uint16_t* half_ = nullptr;
   uint16_t* bf16_ = nullptr;
 };
@@ -187,15 +227,8 @@ bool MatMulSupports(DType type) {
 
 void MatMul(ThreadPool& pool, const Weight& w, const float* x, int64_t n, float* y,
             std::vector<uint8_t>& scratch) {
-  if (n <= 0 || w.rows <= 0) return;
-  CheckWeight(w);
-  PreparedActs prepared(x, n, w.cols);
-  prepared.Need(ActKindFor(w.type));
-  prepared.Prepare(pool, scratch);
-  const Acts acts = prepared.For(w.type);
-  const MatMulKernel kernel = PickKernel(w.type, n);
-  ParallelFor(pool, w.rows, kRowAlign,
-              [&](int64_t r0, int64_t r1) { kernel(w, acts, r0, r1, y, w.rows); });
+  MatMulShared(pool, std::span<const Weight>(&w, 1), x, n, std::span<float* const>(&y, 1),
+               scratch);
 }
 
 void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, int64_t n,
@@ -203,31 +236,43 @@ void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, 
   SAOLA_CHECK(ws.size() == ys.size());
   if (n <= 0 || ws.empty()) return;
   PreparedActs prepared(x, n, ws[0].cols);
+  struct Segment {
+    const Weight* w;
+    float* y;
+    Kernel kernel;
+    int user;
+    int64_t units;
+  };
+  std::vector<Segment> segments;
+  segments.reserve(ws.size());
   int64_t total_units = 0;
-  for (const Weight& w : ws) {
+  for (size_t i = 0; i < ws.size(); ++i) {
+    const Weight& w = ws[i];
     CheckWeight(w);
     SAOLA_CHECK(w.cols == ws[0].cols);
-    prepared.Need(ActKindFor(w.type));
-    total_units += (w.rows + kRowAlign - 1) / kRowAlign;
+    if (w.rows <= 0) continue;
+    const Kernel kernel = PickKernel(w.type, n);
+    const int64_t units = (w.rows + kRowAlign - 1) / kRowAlign;
+    segments.push_back({&w, ys[i], kernel, prepared.Add(w.type, kernel), units});
+    total_units += units;
   }
+  if (segments.empty()) return;
   prepared.Prepare(pool, scratch);
 
   // Each weight's rows occupy ceil(rows / kRowAlign) units of one combined range; a thread takes
   // a contiguous run of units and runs the pieces of every weight that fall inside it.
   auto run_units = [&](int64_t u0, int64_t u1) {
     int64_t unit_base = 0;
-    for (size_t i = 0; i < ws.size() && unit_base < u1; ++i) {
-      const Weight& w = ws[i];
-      const int64_t units = (w.rows + kRowAlign - 1) / kRowAlign;
+    for (const Segment& seg : segments) {
+      if (unit_base >= u1) break;
       const int64_t lo = std::max(u0, unit_base) - unit_base;
-      const int64_t hi = std::min(u1, unit_base + units) - unit_base;
+      const int64_t hi = std::min(u1, unit_base + seg.units) - unit_base;
       if (lo < hi) {
         const int64_t r0 = lo * kRowAlign;
-        const int64_t r1 = std::min(w.rows, hi * kRowAlign);
-        const Acts acts = prepared.For(w.type);
-        PickKernel(w.type, n)(w, acts, r0, r1, ys[i], w.rows);
+        const int64_t r1 = std::min(seg.w->rows, hi * kRowAlign);
+        seg.kernel.run(*seg.w, prepared.For(seg.user), r0, r1, seg.y, seg.w->rows);
       }
-      unit_base += units;
+      unit_base += seg.units;
     }
   };
   const int threads = pool.size();

@@ -1,18 +1,19 @@
 // AMX-INT8 GEMM for many tokens (prefill), for Q8_0, Q4_0 and Q4_1 weights.
 //
 // Tiles per 32-element block b (K = 32, so every int32 product belongs to one block and can get
-// that block's two scales afterwards):
-//   A = activations, 16 tokens x 32 int8, loaded straight from QuantizedActs (row stride = the
-//       activation row stride), no packing;
-//   B = weights, 16 rows in the VNNI layout B[k/4][row][4] (8 x 64 bytes), unpacked once per
-//       16-row tile into a per-thread buffer and reused by every token tile: Q4_1 as nibbles
-//       (u8, tdpbsud), Q4_0 as nibble - 8 and Q8_0 as is (s8, tdpbssd);
-//   C = 16 tokens x 16 rows int32.
-// After each block, C goes to memory and the vector units fold it into 16 float accumulators
-// (one zmm per token, 16 rows wide): acc[t] += cvt(C[t]) * d_x[t] * d_w[rows], plus Q4_1's
-// s[t] * m_w[rows]. Two C tiles alternate so the next block's tdp runs while the previous one is
-// folded; the fold (3-4 vector ops per token per block) is the bound, ~10x fewer ops per
-// multiply-add than the VNNI GEMM.
+// that block's two scales afterwards), in a 2 x 2 arrangement of 32 tokens x 32 rows per step:
+//   A0, A1 = activations, 16 tokens x 32 int8 each, loaded straight from QuantizedActs (row
+//            stride = the activation row stride), no packing;
+//   B0, B1 = weights, 16 rows each in the VNNI layout B[k/4][row][4] (8 x 64 bytes), unpacked
+//            once per 32-row step into a per-thread buffer and reused by every token step:
+//            Q4_1 as nibbles (u8, tdpbsud), Q4_0 as nibble - 8 and Q8_0 as is (s8, tdpbssd);
+//   C00..C11 = 16 tokens x 16 rows int32.
+// The four products of a block are independent, so the tile unit pipelines them. After each
+// block the C tiles go to memory, and the vector units fold the *previous two* blocks (their tile
+// stores have landed by then) into a float accumulator in L1:
+//   acc[t][r] += cvt(C[t][r]) * d_x[t] * d_w[r]  (+ Q4_1's s[t] * m_w[r]).
+// The fold (3-4 vector ops per 16 products) is the bound, ~10x fewer ops per multiply-add than
+// the VNNI GEMM.
 //
 // The tile state is configured at the start of every call and released at the end, so threads
 // that never reach this path never carry the 8 KB AMX state. The config is written with inline
@@ -34,6 +35,7 @@ namespace saola::kernels::cpu::internal {
 namespace {
 
 constexpr int kTile = 16;  // rows per B tile, tokens per A tile
+constexpr int kStep = 32;  // rows and tokens per step (2 x 2 tiles)
 
 struct alignas(64) TileConfig {
   uint8_t palette_id;
@@ -44,7 +46,7 @@ struct alignas(64) TileConfig {
 };
 static_assert(sizeof(TileConfig) == 64);
 
-// tmm0/1: A (16 x 32 bytes), tmm2/3: B (8 x 64 bytes), tmm4/5: C (16 x 64 bytes).
+// tmm0/1: A (16 x 32 bytes), tmm2/3: B (8 x 64 bytes), tmm4..7: C (16 x 64 bytes).
 void ConfigureTiles() {
   TileConfig cfg;
   std::memset(&cfg, 0, sizeof(cfg));
@@ -57,7 +59,7 @@ void ConfigureTiles() {
     cfg.rows[i] = 8;
     cfg.colsb[i] = 64;
   }
-  for (int i : {4, 5}) {
+  for (int i : {4, 5, 6, 7}) {
     cfg.rows[i] = kTile;
     cfg.colsb[i] = 64;
   }
@@ -69,25 +71,24 @@ enum class QType { kQ8_0, kQ4_0, kQ4_1 };
 template <QType Q>
 constexpr int kBlockBytes = Q == QType::kQ8_0 ? 34 : (Q == QType::kQ4_0 ? 18 : 20);
 
-// Per-thread buffers for one 16-row tile.
-struct WeightTile {
-  std::vector<uint8_t> b;      // [nb][8][64] VNNI layout
-  std::vector<float> d;        // [nb][16] row scales
-  std::vector<float> m;        // [nb][16] Q4_1 row offsets
-  std::vector<int8_t> a_pad;   // [16][cols] tokens of a partial token tile
-  std::vector<int32_t> c;      // 2 x [16][16] tile stores
-  std::vector<float> dx;       // [token tile][nb][16] token scales
-  std::vector<float> sx;       // [token tile][nb][16] Q4_1 token sums s
+// Per-thread buffers.
+struct Scratch {
+  std::vector<uint8_t> b;     // [nb][2][512]: VNNI weight tiles of the 32-row step
+  std::vector<float> d;       // [nb][32] row scales
+  std::vector<float> m;       // [nb][32] Q4_1 row offsets
+  std::vector<int8_t> a_pad;  // [32][nb * 32] tokens of a partial token step
+  std::vector<int32_t> c;     // [2 blocks][4 tiles][16][16] tile stores
+  std::vector<float> acc;     // [32 tokens][32 rows]
 };
 
-// Unpacks rows [r0, r0 + count) (count <= 16; missing rows are zero) of w into tile.
+// Unpacks rows [r0, r0 + count) (count <= 32; missing rows are zero) of w into s.
 template <QType Q>
-void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, WeightTile& tile) {
-  alignas(64) int8_t rowbuf[kTile][32];
+void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, Scratch& s) {
+  alignas(64) int8_t rowbuf[kStep][32];
   const __m512i gather_idx = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88,
                                                96, 104, 112, 120);
   for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < kTile; ++r) {
+    for (int r = 0; r < kStep; ++r) {
       float d = 0.0f, m = 0.0f;
       if (r < count) {
         const uint8_t* blk = static_cast<const uint8_t*>(w.data) +
@@ -114,150 +115,186 @@ void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, WeightTil
       } else {
         std::memset(rowbuf[r], 0, 32);
       }
-      tile.d[b * kTile + r] = d;
-      tile.m[b * kTile + r] = m;
+      s.d[b * kStep + r] = d;
+      s.m[b * kStep + r] = m;
     }
-    // Transpose 16 rows x 8 dwords into 8 VNNI rows of 16 dwords.
-    uint8_t* out = tile.b.data() + b * 512;
-    for (int k4 = 0; k4 < 8; ++k4) {
-      const __m512i v = _mm512_i32gather_epi32(
-          _mm512_add_epi32(gather_idx, _mm512_set1_epi32(k4)), rowbuf, 4);
-      _mm512_storeu_si512(out + k4 * 64, v);
+    // Transpose each 16 rows x 8 dwords into 8 VNNI rows of 16 dwords.
+    for (int half = 0; half < 2; ++half) {
+      uint8_t* out = s.b.data() + (b * 2 + half) * 512;
+      for (int k4 = 0; k4 < 8; ++k4) {
+        const __m512i v = _mm512_i32gather_epi32(
+            _mm512_add_epi32(gather_idx, _mm512_set1_epi32(k4)), rowbuf[half * kTile], 4);
+        _mm512_storeu_si512(out + k4 * 64, v);
+      }
     }
   }
 }
 
+// Loads block b's tiles and issues its four products into tmm4..7 (C[token half][row half]).
 template <QType Q>
-inline void TileDot(int c, int a, int b) {
-  // Tile register numbers must be immediates.
+inline void IssueBlock(const int8_t* a_base, size_t a_stride, const uint8_t* b_tiles, int64_t b) {
+  _tile_loadd(0, a_base + b * 32, a_stride);
+  _tile_loadd(1, a_base + kTile * a_stride + b * 32, a_stride);
+  _tile_loadd(2, b_tiles + b * 1024, 64);
+  _tile_loadd(3, b_tiles + b * 1024 + 512, 64);
+  _tile_zero(4);
+  _tile_zero(5);
+  _tile_zero(6);
+  _tile_zero(7);
   if constexpr (Q == QType::kQ4_1) {
-    if (c == 4) {
-      if (a == 0) _tile_dpbsud(4, 0, 2); else _tile_dpbsud(4, 1, 3);
-    } else {
-      if (a == 0) _tile_dpbsud(5, 0, 2); else _tile_dpbsud(5, 1, 3);
-    }
+    _tile_dpbsud(4, 0, 2);
+    _tile_dpbsud(5, 0, 3);
+    _tile_dpbsud(6, 1, 2);
+    _tile_dpbsud(7, 1, 3);
   } else {
-    if (c == 4) {
-      if (a == 0) _tile_dpbssd(4, 0, 2); else _tile_dpbssd(4, 1, 3);
-    } else {
-      if (a == 0) _tile_dpbssd(5, 0, 2); else _tile_dpbssd(5, 1, 3);
+    _tile_dpbssd(4, 0, 2);
+    _tile_dpbssd(5, 0, 3);
+    _tile_dpbssd(6, 1, 2);
+    _tile_dpbssd(7, 1, 3);
+  }
+}
+
+inline void StoreBlock(int32_t* c) {
+  _tile_stored(4, c, 64);
+  _tile_stored(5, c + 256, 64);
+  _tile_stored(6, c + 512, 64);
+  _tile_stored(7, c + 768, 64);
+}
+
+// acc += blocks [b, b + kCount) (kCount 1 or 2), whose tiles are at c[i * 1024].
+template <QType Q, int kCount>
+inline void Fold(float* acc, const int32_t* c, int64_t b, const float* d_rows,
+                 const float* m_rows, const float* dx, const float* sx) {
+  constexpr int count = kCount;
+  for (int rh = 0; rh < 2; ++rh) {
+    __m512 dw[2], mw[2];
+    for (int i = 0; i < count; ++i) {
+      dw[i] = _mm512_loadu_ps(d_rows + (b + i) * kStep + rh * kTile);
+      mw[i] = _mm512_loadu_ps(m_rows + (b + i) * kStep + rh * kTile);
+    }
+#pragma GCC unroll 4
+    for (int t = 0; t < kStep; ++t) {
+      const int th = t / kTile;
+      float* a = acc + t * kStep + rh * kTile;
+      __m512 v = _mm512_load_ps(a);
+      for (int i = 0; i < count; ++i) {
+        const int32_t* tile = c + i * 1024 + (th * 2 + rh) * 256 + (t % kTile) * 16;
+        const __m512 cv = _mm512_cvtepi32_ps(_mm512_load_si512(tile));
+        v = _mm512_fmadd_ps(cv, _mm512_mul_ps(dw[i], _mm512_set1_ps(dx[(b + i) * kStep + t])), v);
+        if constexpr (Q == QType::kQ4_1) {
+          v = _mm512_fmadd_ps(mw[i], _mm512_set1_ps(sx[(b + i) * kStep + t]), v);
+        }
+      }
+      _mm512_store_ps(a, v);
     }
   }
 }
 
-// Loads block b's A (from a_base, stride a_stride) and B into tile pair `slot`, zeroes C and
-// issues the product.
+// 32 tokens x 32 rows over all blocks. dx / sx: this token step's scales, [nb][32].
 template <QType Q>
-inline void IssueBlock(int slot, const int8_t* a_base, size_t a_stride, const uint8_t* b_tile,
-                       int64_t b) {
-  if (slot == 0) {
-    _tile_loadd(0, a_base + b * 32, a_stride);
-    _tile_loadd(2, b_tile + b * 512, 64);
-    _tile_zero(4);
-    TileDot<Q>(4, 0, 2);
-  } else {
-    _tile_loadd(1, a_base + b * 32, a_stride);
-    _tile_loadd(3, b_tile + b * 512, 64);
-    _tile_zero(5);
-    TileDot<Q>(5, 1, 3);
-  }
-}
-
-// 16 tokens x 16 rows over all blocks. dx / sx: the tokens' activation scales (and Q4_1 s)
-// transposed to [nb][16].
-template <QType Q>
-void TokenTile(const int8_t* a_base, size_t a_stride, const WeightTile& tile, int64_t nb,
-               const float* dx, const float* sx, int valid_tokens, int valid_rows, float* y,
-               int64_t ldy) {
-  __m512 acc[kTile];
-#pragma GCC unroll 16
-  for (int t = 0; t < kTile; ++t) acc[t] = _mm512_setzero_ps();
+void Step(const int8_t* a_base, size_t a_stride, Scratch& s, int64_t nb, const float* dx,
+          const float* sx, int valid_tokens, int valid_rows, float* y, int64_t ldy) {
   // Locals, not member loads: the tile intrinsics clobber memory, which would force reloads.
-  int32_t* const cbuf = const_cast<int32_t*>(tile.c.data());
-  const uint8_t* const b_tile = tile.b.data();
-  const float* const d_tile = tile.d.data();
-  const float* const m_tile = tile.m.data();
-  // Folds block b's products (stored at c) into acc.
-  auto fold = [&](int64_t b, const int32_t* c) __attribute__((always_inline)) {
-    const __m512 dw = _mm512_loadu_ps(d_tile + b * kTile);
-    const __m512 mw = _mm512_loadu_ps(m_tile + b * kTile);
-    const float* dxb = dx + b * kTile;
-    const float* sxb = sx + b * kTile;
-#pragma GCC unroll 16
-    for (int t = 0; t < kTile; ++t) {
-      const __m512 cv = _mm512_cvtepi32_ps(_mm512_loadu_si512(c + t * 16));
-      acc[t] = _mm512_fmadd_ps(cv, _mm512_mul_ps(dw, _mm512_set1_ps(dxb[t])), acc[t]);
-      if constexpr (Q == QType::kQ4_1) acc[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(sxb[t]), acc[t]);
-    }
-  };
-  // Pipeline: while block b + 1 multiplies, block b's tile goes to memory and block b - 1 (stored
-  // one step earlier, so the tile store has landed) is folded.
-  IssueBlock<Q>(0, a_base, a_stride, b_tile, 0);
+  float* const acc = reinterpret_cast<float*>(
+      (reinterpret_cast<uintptr_t>(s.acc.data()) + 63) & ~uintptr_t{63});
+  int32_t* const c = reinterpret_cast<int32_t*>(
+      (reinterpret_cast<uintptr_t>(s.c.data()) + 63) & ~uintptr_t{63});
+  const uint8_t* const b_tiles = s.b.data();
+  const float* const d_rows = s.d.data();
+  const float* const m_rows = s.m.data();
+  std::memset(acc, 0, kStep * kStep * sizeof(float));
+  // Pipeline: block b's products run while blocks b - 2 and b - 1 (stored earlier, so their tile
+  // stores have landed) are folded.
+  IssueBlock<Q>(a_base, a_stride, b_tiles, 0);
   for (int64_t b = 0; b < nb; ++b) {
-    const int slot = static_cast<int>(b & 1);
-    if (b + 1 < nb) IssueBlock<Q>(slot ^ 1, a_base, a_stride, b_tile, b + 1);
-    if (slot == 0) {
-      _tile_stored(4, cbuf, 64);
-    } else {
-      _tile_stored(5, cbuf + 256, 64);
+    StoreBlock(c + (b & 1) * 1024);
+    if (b + 1 < nb) IssueBlock<Q>(a_base, a_stride, b_tiles, b + 1);
+    if (b & 1) {
+      // Blocks b - 1 and b are in c[0] and c[1]; fold them while b + 1 multiplies.
+      Fold<Q, 2>(acc, c, b - 1, d_rows, m_rows, dx, sx);
     }
-    if (b > 0) fold(b - 1, cbuf + (slot ^ 1) * 256);
   }
-  fold(nb - 1, cbuf + ((nb - 1) & 1) * 256);
-  const __mmask16 row_mask = static_cast<__mmask16>((1u << valid_rows) - 1);
-  // Constant trip count keeps acc[] in registers.
-#pragma GCC unroll 16
-  for (int t = 0; t < kTile; ++t) {
-    if (t < valid_tokens) _mm512_mask_storeu_ps(y + t * ldy, row_mask, acc[t]);
+  if (nb & 1) Fold<Q, 1>(acc, c, nb - 1, d_rows, m_rows, dx, sx);
+  const __mmask16 lo_mask = static_cast<__mmask16>(
+      valid_rows >= kTile ? 0xffff : (1u << valid_rows) - 1);
+  const __mmask16 hi_mask = static_cast<__mmask16>(
+      valid_rows <= kTile ? 0 : (valid_rows >= kStep ? 0xffff : (1u << (valid_rows - kTile)) - 1));
+  for (int t = 0; t < valid_tokens; ++t) {
+    _mm512_mask_storeu_ps(y + t * ldy, lo_mask, _mm512_load_ps(acc + t * kStep));
+    _mm512_mask_storeu_ps(y + t * ldy + kTile, hi_mask, _mm512_load_ps(acc + t * kStep + kTile));
+  }
+}
+
+// Per-call token scales, transposed per 32-token step: dx at [step][nb][32], then s likewise
+// (zero for the padding of a partial last step).
+size_t ScalesBytes(const Acts& a, int64_t cols) {
+  const int64_t steps = (a.n + kStep - 1) / kStep;
+  return 2 * static_cast<size_t>(steps * a.q.nb * kStep) * sizeof(float);
+}
+
+void PackScales(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  const QuantizedActs& q = a.q;
+  const int64_t nb = q.nb;
+  const int64_t steps = (a.n + kStep - 1) / kStep;
+  float* dx_all = static_cast<float*>(packed);
+  float* sx_all = dx_all + steps * nb * kStep;
+  for (int64_t t = t0; t < t1; ++t) {
+    float* dxt = dx_all + (t / kStep) * nb * kStep + t % kStep;
+    float* sxt = sx_all + (t / kStep) * nb * kStep + t % kStep;
+    const float* d = q.d(t);
+    const float* sum = q.s(t);
+    for (int64_t b = 0; b < nb; ++b) {
+      dxt[b * kStep] = d[b];
+      sxt[b * kStep] = sum[b];
+    }
+  }
+  // The call that packs the last token also zeroes the padding of its step.
+  if (t1 == a.n && a.n % kStep != 0) {
+    for (int64_t t = a.n; t < steps * kStep; ++t) {
+      for (int64_t b = 0; b < nb; ++b) {
+        dx_all[(t / kStep) * nb * kStep + b * kStep + t % kStep] = 0.0f;
+        sx_all[(t / kStep) * nb * kStep + b * kStep + t % kStep] = 0.0f;
+      }
+    }
   }
 }
 
 template <QType Q>
 void AmxQuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y,
                     int64_t ldy) {
-  static thread_local WeightTile tile;
+  static thread_local Scratch s;
   const QuantizedActs& q = a.q;
   const int64_t nb = q.nb;
-  tile.b.resize(static_cast<size_t>(nb) * 512 + 64);
-  tile.d.resize(static_cast<size_t>(nb) * kTile);
-  tile.m.resize(static_cast<size_t>(nb) * kTile);
-  tile.c.resize(2 * 256 + 16);
-  tile.a_pad.resize(static_cast<size_t>(kTile) * nb * 32);
-  // Token scales, transposed per token tile to [tile][nb][16] (zero for padded tokens).
-  const int64_t token_tiles = (a.n + kTile - 1) / kTile;
-  tile.dx.assign(static_cast<size_t>(token_tiles * nb * kTile), 0.0f);
-  tile.sx.assign(static_cast<size_t>(token_tiles * nb * kTile), 0.0f);
-  for (int64_t t = 0; t < a.n; ++t) {
-    float* dxt = tile.dx.data() + (t / kTile) * nb * kTile + t % kTile;
-    float* sxt = tile.sx.data() + (t / kTile) * nb * kTile + t % kTile;
-    const float* d = q.d(t);
-    const float* s = q.s(t);
-    for (int64_t b = 0; b < nb; ++b) {
-      dxt[b * kTile] = d[b];
-      sxt[b * kTile] = s[b];
-    }
-  }
+  const int64_t steps = (a.n + kStep - 1) / kStep;
+  s.b.resize(static_cast<size_t>(nb) * 1024 + 64);
+  s.d.resize(static_cast<size_t>(nb) * kStep);
+  s.m.resize(static_cast<size_t>(nb) * kStep);
+  s.c.resize(2 * 1024 + 16);
+  s.acc.resize(kStep * kStep + 16);
+  s.a_pad.resize(static_cast<size_t>(kStep) * nb * 32);
+  const float* dx_all = static_cast<const float*>(a.packed);
+  const float* sx_all = dx_all + steps * nb * kStep;
 
   ConfigureTiles();
-  for (int64_t r = r0; r < r1; r += kTile) {
-    const int rows = static_cast<int>(std::min<int64_t>(kTile, r1 - r));
-    UnpackWeights<Q>(w, r, rows, nb, tile);
-    for (int64_t t0 = 0; t0 < a.n; t0 += kTile) {
-      const int tokens = static_cast<int>(std::min<int64_t>(kTile, a.n - t0));
-      const float* dx = tile.dx.data() + (t0 / kTile) * nb * kTile;
-      const float* sx = tile.sx.data() + (t0 / kTile) * nb * kTile;
+  for (int64_t r = r0; r < r1; r += kStep) {
+    const int rows = static_cast<int>(std::min<int64_t>(kStep, r1 - r));
+    UnpackWeights<Q>(w, r, rows, nb, s);
+    for (int64_t t0 = 0; t0 < a.n; t0 += kStep) {
+      const int tokens = static_cast<int>(std::min<int64_t>(kStep, a.n - t0));
+      const float* dx = dx_all + (t0 / kStep) * nb * kStep;
+      const float* sx = sx_all + (t0 / kStep) * nb * kStep;
       const int8_t* a_base = q.qs(t0);
       size_t a_stride = q.stride;
-      if (tokens < kTile) {
-        // Never read past the last token: copy the partial tile, zero-padded.
-        std::fill(tile.a_pad.begin(), tile.a_pad.end(), 0);
+      if (tokens < kStep) {
+        // Never read past the last token: copy the partial step, zero-padded.
+        std::fill(s.a_pad.begin(), s.a_pad.end(), 0);
         for (int t = 0; t < tokens; ++t) {
-          std::memcpy(tile.a_pad.data() + t * nb * 32, q.qs(t0 + t), nb * 32);
+          std::memcpy(s.a_pad.data() + t * nb * 32, q.qs(t0 + t), nb * 32);
         }
-        a_base = tile.a_pad.data();
+        a_base = s.a_pad.data();
         a_stride = static_cast<size_t>(nb) * 32;
       }
-      TokenTile<Q>(a_base, a_stride, tile, nb, dx, sx, tokens, rows, y + t0 * ldy + r, ldy);
+      Step<Q>(a_base, a_stride, s, nb, dx, sx, tokens, rows, y + t0 * ldy + r, ldy);
     }
   }
   _tile_release();
@@ -265,12 +302,12 @@ void AmxQuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, floa
 
 }  // namespace
 
-MatMulKernel AmxKernel(DType type) {
+Kernel AmxKernel(DType type) {
   switch (type) {
-    case DType::kQ8_0: return AmxQuantKernel<QType::kQ8_0>;
-    case DType::kQ4_0: return AmxQuantKernel<QType::kQ4_0>;
-    case DType::kQ4_1: return AmxQuantKernel<QType::kQ4_1>;
-    default: return nullptr;
+    case DType::kQ8_0: return Kernel{AmxQuantKernel<QType::kQ8_0>, ScalesBytes, PackScales};
+    case DType::kQ4_0: return Kernel{AmxQuantKernel<QType::kQ4_0>, ScalesBytes, PackScales};
+    case DType::kQ4_1: return Kernel{AmxQuantKernel<QType::kQ4_1>, ScalesBytes, PackScales};
+    default: return Kernel{};
   }
 }
 

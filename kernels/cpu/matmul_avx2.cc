@@ -11,7 +11,6 @@
 
 #include <algorithm>
 #include <cstring>
-#include <vector>
 
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quantize.h"
@@ -122,19 +121,25 @@ inline __m256i LoadBlock(const uint8_t* blk, __m256i* sign_src) {
   }
 }
 
-// Per-token, per-block scalars the Q4 kernels need besides d_x: Q4_0: -8 * d_x * sum(q_x);
-// Q4_1: s.
+// Per-token, per-block scalars the Q4 kernels need besides d_x, packed once per call as
+// [token][block]: Q4_0: -8 * d_x * sum(q_x); Q4_1: s.
+size_t ExtrasBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * a.q.nb) * sizeof(float);
+}
+
 template <QType Q>
-void PackExtras(const QuantizedActs& a, int64_t t0, int64_t count, float* extra) {
-  for (int64_t i = 0; i < count; ++i) {
+void PackExtras(const Acts& acts, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  const QuantizedActs& a = acts.q;
+  float* extra = static_cast<float*>(packed);
+  for (int64_t t = t0; t < t1; ++t) {
     for (int64_t b = 0; b < a.nb; ++b) {
       float e = 0.0f;
       if constexpr (Q == QType::kQ4_0) {
-        e = -8.0f * a.d(t0 + i)[b] * static_cast<float>(a.sum(t0 + i)[b]);
+        e = -8.0f * a.d(t)[b] * static_cast<float>(a.sum(t)[b]);
       } else if constexpr (Q == QType::kQ4_1) {
-        e = a.s(t0 + i)[b];
+        e = a.s(t)[b];
       }
-      extra[i * a.nb + b] = e;
+      extra[t * a.nb + b] = e;
     }
   }
 }
@@ -186,30 +191,31 @@ inline void QuantTile(const uint8_t* const* rows, const QuantizedActs& a, int64_
 template <QType Q, int R>
 inline void QuantTokenTiles(const uint8_t* const* rows, const QuantizedActs& a, int64_t t0,
                             int64_t count, const float* extra, float* y, int64_t ldy) {
+  // Q8_0 has no extras (null).
+  auto extra_at = [&](int64_t t) { return extra != nullptr ? extra + t * a.nb : nullptr; };
   int64_t t = 0;
   for (; t + kTokenTile <= count; t += kTokenTile) {
-    QuantTile<Q, R, kTokenTile>(rows, a, t0 + t, extra + t * a.nb, y + t * ldy, ldy);
+    QuantTile<Q, R, kTokenTile>(rows, a, t0 + t, extra_at(t), y + t * ldy, ldy);
   }
-  if (t < count) QuantTile<Q, R, 1>(rows, a, t0 + t, extra + t * a.nb, y + t * ldy, ldy);
+  if (t < count) QuantTile<Q, R, 1>(rows, a, t0 + t, extra_at(t), y + t * ldy, ldy);
 }
 
 template <QType Q>
 void QuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  static thread_local std::vector<float> extra_buffer;
+  const float* extras = static_cast<const float*>(a.packed);
   for (int64_t t0 = 0; t0 < a.n; t0 += kTokenChunk) {
     const int64_t count = std::min(kTokenChunk, a.n - t0);
-    extra_buffer.resize(static_cast<size_t>(count * a.q.nb));
-    PackExtras<Q>(a.q, t0, count, extra_buffer.data());
+    const float* extra = extras != nullptr ? extras + t0 * a.q.nb : nullptr;
     float* yc = y + t0 * ldy;
     int64_t r = r0;
     for (; r + kRowTile <= r1; r += kRowTile) {
       const uint8_t* rows[kRowTile];
       for (int i = 0; i < kRowTile; ++i) rows[i] = RowPtr(w, r + i);
-      QuantTokenTiles<Q, kRowTile>(rows, a.q, t0, count, extra_buffer.data(), yc + r, ldy);
+      QuantTokenTiles<Q, kRowTile>(rows, a.q, t0, count, extra, yc + r, ldy);
     }
     for (; r < r1; ++r) {
       const uint8_t* rows[1] = {RowPtr(w, r)};
-      QuantTokenTiles<Q, 1>(rows, a.q, t0, count, extra_buffer.data(), yc + r, ldy);
+      QuantTokenTiles<Q, 1>(rows, a.q, t0, count, extra, yc + r, ldy);
     }
   }
 }
@@ -277,34 +283,41 @@ inline void FloatTokenTiles(const uint8_t* const* rows, int64_t cols, const floa
   if (t < count) FloatTile<K, R, 1>(rows, cols, x + t * cols, y + t * ldy, ldy);
 }
 
+// F16 / BF16 activations arrive rounded to the weight's type; they are widened to float once per
+// call ([token][cols]) so the inner loop is the same as for F32.
+size_t WidenedBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * cols) * sizeof(float);
+}
+
+template <FloatKind K>
+void PackWidened(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  float* out = static_cast<float*>(packed);
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint16_t* h = a.h16 + t * a.ld_h16;
+    for (int64_t k = 0; k < cols; ++k) {
+      out[t * cols + k] = K == FloatKind::kF16 ? Fp16ToFp32(h[k]) : Bf16ToFp32(h[k]);
+    }
+  }
+}
+
 template <FloatKind K>
 void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  static thread_local std::vector<float> buffer;
   const int64_t cols = w.cols;
+  // F32 reads x in place (the driver passes rows of exactly cols floats).
+  const float* x = K == FloatKind::kF32 ? a.f32 : static_cast<const float*>(a.packed);
   for (int64_t t0 = 0; t0 < a.n; t0 += kTokenChunk) {
     const int64_t count = std::min(kTokenChunk, a.n - t0);
-    buffer.resize(static_cast<size_t>(count * cols));
-    for (int64_t i = 0; i < count; ++i) {
-      float* xb = buffer.data() + i * cols;
-      if constexpr (K == FloatKind::kF32) {
-        std::memcpy(xb, a.f32 + (t0 + i) * a.ld_f32, cols * sizeof(float));
-      } else {
-        const uint16_t* h = a.h16 + (t0 + i) * a.ld_h16;
-        for (int64_t k = 0; k < cols; ++k) {
-          xb[k] = K == FloatKind::kF16 ? Fp16ToFp32(h[k]) : Bf16ToFp32(h[k]);
-        }
-      }
-    }
+    const float* xc = x + t0 * cols;
     float* yc = y + t0 * ldy;
     int64_t r = r0;
     for (; r + kRowTile <= r1; r += kRowTile) {
       const uint8_t* rows[kRowTile];
       for (int i = 0; i < kRowTile; ++i) rows[i] = RowPtr(w, r + i);
-      FloatTokenTiles<K, kRowTile>(rows, cols, buffer.data(), count, yc + r, ldy);
+      FloatTokenTiles<K, kRowTile>(rows, cols, xc, count, yc + r, ldy);
     }
     for (; r < r1; ++r) {
       const uint8_t* rows[1] = {RowPtr(w, r)};
-      FloatTokenTiles<K, 1>(rows, cols, buffer.data(), count, yc + r, ldy);
+      FloatTokenTiles<K, 1>(rows, cols, xc, count, yc + r, ldy);
     }
   }
 }
@@ -314,12 +327,12 @@ void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* 
 const IsaKernels& Avx2Kernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
-    k.f32 = FloatKernel<FloatKind::kF32>;
-    k.f16 = FloatKernel<FloatKind::kF16>;
-    k.bf16 = FloatKernel<FloatKind::kBF16>;
-    k.q8_0 = QuantKernel<QType::kQ8_0>;
-    k.q4_0 = QuantKernel<QType::kQ4_0>;
-    k.q4_1 = QuantKernel<QType::kQ4_1>;
+    k.f32 = Kernel{FloatKernel<FloatKind::kF32>};
+    k.f16 = Kernel{FloatKernel<FloatKind::kF16>, WidenedBytes, PackWidened<FloatKind::kF16>};
+    k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidened<FloatKind::kBF16>};
+    k.q8_0 = Kernel{QuantKernel<QType::kQ8_0>};
+    k.q4_0 = Kernel{QuantKernel<QType::kQ4_0>, ExtrasBytes, PackExtras<QType::kQ4_0>};
+    k.q4_1 = Kernel{QuantKernel<QType::kQ4_1>, ExtrasBytes, PackExtras<QType::kQ4_1>};
     k.quantize = QuantizeActsAvx2;
     k.to_f16 = ToF16Avx2;
     return k;

@@ -30,7 +30,6 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <vector>
 
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quantize.h"
@@ -45,15 +44,6 @@ constexpr int64_t kTokenChunk = 64;
 // ~100 MB of weights per token from DRAM / a shared L3; the hardware prefetchers alone keep too
 // few lines in flight (this doubles cold-cache GEMV throughput on Sapphire Rapids class cores).
 constexpr int64_t kPrefetchBytes = 4096;
-
-template <typename T>
-struct AlignedBuffer {
-  T* Get(size_t count) {
-    if (count > storage.size()) storage.resize(count);
-    return storage.data();
-  }
-  std::vector<T> storage;
-};
 
 const uint8_t* RowPtr(const Weight& w, int64_t r) {
   return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_stride_bytes;
@@ -169,15 +159,14 @@ constexpr Q4Layout MakeQ4Layout(int block_bytes, int qs_offset, bool has_m) {
 constexpr Q4Layout kQ4_0Layout = MakeQ4Layout(18, 2, false);
 constexpr Q4Layout kQ4_1Layout = MakeQ4Layout(20, 4, true);
 
-// Packs tokens [t0, t0 + count) into groups[(t - t0) * num_groups + g].
-void PackQ4(const Q4Layout& l, const QuantizedActs& a, int64_t t0, int64_t count,
-            Q4Group* groups) {
+// Packs tokens [t0, t1) into groups[t * num_groups + g].
+void PackQ4(const Q4Layout& l, const QuantizedActs& a, int64_t t0, int64_t t1, Q4Group* groups) {
   const int64_t num_groups = (a.nb + 2) / 3;
-  for (int64_t i = 0; i < count; ++i) {
-    const int8_t* qs = a.qs(t0 + i);
-    const float* d = a.d(t0 + i);
-    const float* s = a.s(t0 + i);
-    const int32_t* sum = a.sum(t0 + i);
+  for (int64_t i = t0; i < t1; ++i) {
+    const int8_t* qs = a.qs(i);
+    const float* d = a.d(i);
+    const float* s = a.s(i);
+    const int32_t* sum = a.sum(i);
     for (int64_t g = 0; g < num_groups; ++g) {
       Q4Group& p = groups[i * num_groups + g];
       std::memset(&p, 0, sizeof(p));
@@ -267,15 +256,23 @@ inline void Q4TokenTiles(const Q4Layout& l, const uint8_t* const* rows, int64_t 
   }
 }
 
+size_t Q4PackedBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * ((a.q.nb + 2) / 3)) * sizeof(Q4Group);
+}
+
+template <const Q4Layout& kLayout>
+void Q4Pack(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  PackQ4(kLayout, a.q, t0, t1, static_cast<Q4Group*>(packed));
+}
+
 template <const Q4Layout& kLayout>
 void Q4Kernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  static thread_local AlignedBuffer<Q4Group> buffer;
   const int64_t nb = a.q.nb;
   const int64_t num_groups = (nb + 2) / 3;
+  const Q4Group* all_groups = static_cast<const Q4Group*>(a.packed);
   for (int64_t t0 = 0; t0 < a.n; t0 += kTokenChunk) {
     const int64_t count = std::min(kTokenChunk, a.n - t0);
-    Q4Group* groups = buffer.Get(static_cast<size_t>(count * num_groups));
-    PackQ4(kLayout, a.q, t0, count, groups);
+    const Q4Group* groups = all_groups + t0 * num_groups;
     float* yc = y + t0 * ldy;
     int64_t r = r0;
     for (; r + kRowTile <= r1; r += kRowTile) {
@@ -298,11 +295,18 @@ struct alignas(64) Q8Pair {
   int32_t init[16];  // -128 * sum(q_x) in lanes 0 and 8
 };
 
-void PackQ8(const QuantizedActs& a, int64_t t0, int64_t count, Q8Pair* pairs) {
+size_t Q8PackedBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * ((a.q.nb + 1) / 2)) * sizeof(Q8Pair);
+}
+
+// Packs tokens [t0, t1) into pairs[t * num_pairs + p].
+void PackQ8(const Acts& acts, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  const QuantizedActs& a = acts.q;
+  Q8Pair* pairs = static_cast<Q8Pair*>(packed);
   const int64_t num_pairs = (a.nb + 1) / 2;
-  for (int64_t i = 0; i < count; ++i) {
-    const float* d = a.d(t0 + i);
-    const int32_t* sum = a.sum(t0 + i);
+  for (int64_t i = t0; i < t1; ++i) {
+    const float* d = a.d(i);
+    const int32_t* sum = a.sum(i);
     for (int64_t p = 0; p < num_pairs; ++p) {
       Q8Pair& q = pairs[i * num_pairs + p];
       std::memset(&q, 0, sizeof(q));
@@ -383,13 +387,12 @@ inline void Q8TokenTiles(const uint8_t* const* rows, int64_t nb, const Quantized
 }
 
 void Q8_0Kernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  static thread_local AlignedBuffer<Q8Pair> buffer;
   const int64_t nb = a.q.nb;
   const int64_t num_pairs = (nb + 1) / 2;
+  const Q8Pair* all_pairs = static_cast<const Q8Pair*>(a.packed);
   for (int64_t t0 = 0; t0 < a.n; t0 += kTokenChunk) {
     const int64_t count = std::min(kTokenChunk, a.n - t0);
-    Q8Pair* pairs = buffer.Get(static_cast<size_t>(count * num_pairs));
-    PackQ8(a.q, t0, count, pairs);
+    const Q8Pair* pairs = all_pairs + t0 * num_pairs;
     float* yc = y + t0 * ldy;
     int64_t r = r0;
     for (; r + kRowTile <= r1; r += kRowTile) {
@@ -476,43 +479,41 @@ inline void FloatTokenTiles(const uint8_t* const* rows, int64_t cols, const floa
   }
 }
 
+// F16 / BF16 activations arrive rounded to the weight's type (as ggml's vec_dot_type); they are
+// widened back to float once per call ([token][cols]) so the inner loop is the F32 one.
+size_t WidenedBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * cols) * sizeof(float);
+}
+
+template <FloatKind K>
+void PackWidened(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  float* out = static_cast<float*>(packed);
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint16_t* h = a.h16 + t * a.ld_h16;
+    for (int64_t k = 0; k < cols; ++k) {
+      out[t * cols + k] = K == FloatKind::kF16 ? Fp16ToFp32(h[k]) : Bf16ToFp32(h[k]);
+    }
+  }
+}
+
 template <FloatKind K>
 void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  static thread_local AlignedBuffer<float> buffer;
   const int64_t cols = w.cols;
+  // F32 reads x in place (the driver passes rows of exactly cols floats).
+  const float* x = K == FloatKind::kF32 ? a.f32 : static_cast<const float*>(a.packed);
   for (int64_t t0 = 0; t0 < a.n; t0 += kTokenChunk) {
     const int64_t count = std::min(kTokenChunk, a.n - t0);
-    const float* x;
-    if constexpr (K == FloatKind::kF32) {
-      // Copy to a dense chunk only when rows are not already dense.
-      x = a.f32 + t0 * a.ld_f32;
-      if (a.ld_f32 != cols) {
-        float* xb = buffer.Get(static_cast<size_t>(count * cols));
-        for (int64_t i = 0; i < count; ++i) {
-          std::memcpy(xb + i * cols, a.f32 + (t0 + i) * a.ld_f32, cols * sizeof(float));
-        }
-        x = xb;
-      }
-    } else {
-      float* xb = buffer.Get(static_cast<size_t>(count * cols));
-      for (int64_t i = 0; i < count; ++i) {
-        const uint16_t* h = a.h16 + (t0 + i) * a.ld_h16;
-        for (int64_t k = 0; k < cols; ++k) {
-          xb[i * cols + k] = K == FloatKind::kF16 ? Fp16ToFp32(h[k]) : Bf16ToFp32(h[k]);
-        }
-      }
-      x = xb;
-    }
+    const float* xc = x + t0 * cols;
     float* yc = y + t0 * ldy;
     int64_t r = r0;
     for (; r + kRowTile <= r1; r += kRowTile) {
       const uint8_t* rows[kRowTile];
       for (int i = 0; i < kRowTile; ++i) rows[i] = RowPtr(w, r + i);
-      FloatTokenTiles<K, kRowTile>(rows, cols, x, count, yc + r, ldy);
+      FloatTokenTiles<K, kRowTile>(rows, cols, xc, count, yc + r, ldy);
     }
     for (; r < r1; ++r) {
       const uint8_t* rows[1] = {RowPtr(w, r)};
-      FloatTokenTiles<K, 1>(rows, cols, x, count, yc + r, ldy);
+      FloatTokenTiles<K, 1>(rows, cols, xc, count, yc + r, ldy);
     }
   }
 }
@@ -522,12 +523,12 @@ void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* 
 const IsaKernels& Avx512Kernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
-    k.f32 = FloatKernel<FloatKind::kF32>;
-    k.f16 = FloatKernel<FloatKind::kF16>;
-    k.bf16 = FloatKernel<FloatKind::kBF16>;
-    k.q8_0 = Q8_0Kernel;
-    k.q4_0 = Q4Kernel<kQ4_0Layout>;
-    k.q4_1 = Q4Kernel<kQ4_1Layout>;
+    k.f32 = Kernel{FloatKernel<FloatKind::kF32>};
+    k.f16 = Kernel{FloatKernel<FloatKind::kF16>, WidenedBytes, PackWidened<FloatKind::kF16>};
+    k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidened<FloatKind::kBF16>};
+    k.q8_0 = Kernel{Q8_0Kernel, Q8PackedBytes, PackQ8};
+    k.q4_0 = Kernel{Q4Kernel<kQ4_0Layout>, Q4PackedBytes, Q4Pack<kQ4_0Layout>};
+    k.q4_1 = Kernel{Q4Kernel<kQ4_1Layout>, Q4PackedBytes, Q4Pack<kQ4_1Layout>};
     k.quantize = QuantizeActsAvx512;
     k.to_f16 = ToF16Avx512;
     k.to_bf16 = ToBf16Avx512;

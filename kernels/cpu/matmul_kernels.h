@@ -44,7 +44,7 @@ struct QuantizedActs {
 /// Fills in the offsets for n rows of cols (base left null); returns the bytes needed.
 size_t LayoutQuantizedActs(int64_t n, int64_t cols, QuantizedActs* acts);
 
-/// Everything a kernel reads besides the weight. Only the member matching the weight type is set.
+/// Everything a kernel reads besides the weight. Only the members matching the weight type are set.
 struct Acts {
   int64_t n = 0;
   const float* f32 = nullptr;     // F32 weights: x itself, row stride ld_f32 floats
@@ -52,11 +52,24 @@ struct Acts {
   const uint16_t* h16 = nullptr;  // F16 / BF16 weights: rounded x, row stride ld_h16
   int64_t ld_h16 = 0;
   QuantizedActs q;                // integer-dot types
+  const void* packed = nullptr;   // the kernel's own per-call layout (Kernel::pack), if any
 };
 
 /// Computes y[t * ldy + r] = dot(row r of w, activation t) for r in [r0, r1), t in [0, a.n).
 using MatMulKernel = void (*)(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y,
                               int64_t ldy);
+
+/// A kernel and, optionally, the activation layout it wants: the driver allocates
+/// packed_bytes(a) and fills it once per call, before any row work, by calling pack over disjoint
+/// token ranges in parallel (pack of token t may read only token t of `a`). Every thread's rows then
+/// share it through Acts::packed.
+struct Kernel {
+  MatMulKernel run = nullptr;
+  size_t (*packed_bytes)(const Acts& a, int64_t cols) = nullptr;
+  void (*pack)(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) = nullptr;
+
+  explicit operator bool() const { return run != nullptr; }
+};
 
 /// Quantizes x rows [t0, t1) (row stride ldx floats) into acts.
 using QuantizeActsFn = void (*)(const float* x, int64_t ldx, int64_t t0, int64_t t1,
@@ -65,12 +78,12 @@ using QuantizeActsFn = void (*)(const float* x, int64_t ldx, int64_t t0, int64_t
 /// One instruction set's inner loops. A null kernel means "not supported on this path"; the
 /// driver then falls back to a narrower path.
 struct IsaKernels {
-  MatMulKernel f32 = nullptr;
-  MatMulKernel f16 = nullptr;
-  MatMulKernel bf16 = nullptr;
-  MatMulKernel q8_0 = nullptr;
-  MatMulKernel q4_0 = nullptr;
-  MatMulKernel q4_1 = nullptr;
+  Kernel f32;
+  Kernel f16;
+  Kernel bf16;
+  Kernel q8_0;
+  Kernel q4_0;
+  Kernel q4_1;
   QuantizeActsFn quantize = nullptr;
   // x -> half / bfloat16, round to nearest even.
   void (*to_f16)(const float* x, uint16_t* out, int64_t count) = nullptr;
@@ -78,7 +91,7 @@ struct IsaKernels {
   // Row dequantization for Embed (types DequantizeSupports accepts); null: use the scalar one.
   void (*dequantize_row)(DType type, const void* row, float* out, int64_t cols) = nullptr;
 
-  MatMulKernel For(DType type) const {
+  Kernel For(DType type) const {
     switch (type) {
       case DType::kF32: return f32;
       case DType::kF16: return f16;
@@ -86,7 +99,7 @@ struct IsaKernels {
       case DType::kQ8_0: return q8_0;
       case DType::kQ4_0: return q4_0;
       case DType::kQ4_1: return q4_1;
-      default: return nullptr;
+      default: return Kernel{};
     }
   }
 };
@@ -95,9 +108,9 @@ const IsaKernels& ScalarKernels();
 const IsaKernels& Avx2Kernels();    // defined in matmul_avx2.cc; call only on AVX2+FMA+F16C CPUs
 const IsaKernels& Avx512Kernels();  // defined in matmul_avx512.cc; call only on kAvx512 CPUs
 
-/// AMX-INT8 GEMM for many tokens (matmul_amx.cc). Returns null for types it does not handle.
-/// Call only when AmxUsable().
-MatMulKernel AmxKernel(DType type);
+/// AMX-INT8 GEMM for many tokens (matmul_amx.cc). Returns an empty Kernel for types it does not
+/// handle. Call only when AmxUsable().
+Kernel AmxKernel(DType type);
 
 /// Tokens at or above which the driver prefers AmxKernel.
 inline constexpr int64_t kAmxMinTokens = 16;

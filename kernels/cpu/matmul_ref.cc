@@ -119,12 +119,12 @@ void ScalarToBf16(const float* x, uint16_t* out, int64_t count) {
 const IsaKernels& ScalarKernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
-    k.f32 = ScalarF32Kernel;
-    k.f16 = ScalarHalfKernel<Fp16ToFp32>;
-    k.bf16 = ScalarHalfKernel<Bf16ToFp32>;
-    k.q8_0 = ScalarQuantKernel<BlockQ8_0>;
-    k.q4_0 = ScalarQuantKernel<BlockQ4_0>;
-    k.q4_1 = ScalarQuantKernel<BlockQ4_1>;
+    k.f32 = Kernel{ScalarF32Kernel};
+    k.f16 = Kernel{ScalarHalfKernel<Fp16ToFp32>};
+    k.bf16 = Kernel{ScalarHalfKernel<Bf16ToFp32>};
+    k.q8_0 = Kernel{ScalarQuantKernel<BlockQ8_0>};
+    k.q4_0 = Kernel{ScalarQuantKernel<BlockQ4_0>};
+    k.q4_1 = Kernel{ScalarQuantKernel<BlockQ4_1>};
     k.quantize = ScalarQuantize;
     k.to_f16 = ScalarToF16;
     k.to_bf16 = ScalarToBf16;
