@@ -22,7 +22,8 @@ constexpr uint64_t kDefaultAlignment = 32;
 /// Writes one scalar of `type`; `u`, `i`, `d` carry the value of its family.
 void PutScalar(ByteWriter& out, GgufType type, uint64_t u, int64_t i, double d) {
   switch (type) {
-    case GgufType::kUint8: case GgufType::kBool: out.U8(static_cast<uint8_t>(u)); break;
+    case GgufType::kUint8:
+    case GgufType::kBool: out.U8(static_cast<uint8_t>(u)); break;
     case GgufType::kInt8: out.U8(static_cast<uint8_t>(i)); break;
     case GgufType::kUint16: out.U16(static_cast<uint16_t>(u)); break;
     case GgufType::kInt16: out.U16(static_cast<uint16_t>(i)); break;
@@ -56,7 +57,9 @@ struct IsVector : std::false_type {};
 template <typename T>
 struct IsVector<std::vector<T>> : std::true_type {};
 
-uint64_t AlignUp(uint64_t n, uint64_t alignment) { return (n + alignment - 1) / alignment * alignment; }
+uint64_t AlignUp(uint64_t n, uint64_t alignment) {
+  return (n + alignment - 1) / alignment * alignment;
+}
 
 }  // namespace
 
@@ -70,21 +73,25 @@ ByteWriter& ByteWriter::F64(double v) { return U64(std::bit_cast<uint64_t>(v)); 
 
 GgufWriter::GgufWriter(uint32_t version, uint64_t alignment)
     : version_(version), alignment_(alignment) {
-  if (alignment != kDefaultAlignment) AddUint32("general.alignment", static_cast<uint32_t>(alignment));
+  if (alignment != kDefaultAlignment) {
+    AddUint32("general.alignment", static_cast<uint32_t>(alignment));
+  }
 }
 
 void GgufWriter::AddValue(std::string key, const GgufValue& value) {
   ByteWriter out;
   if (value.type == GgufType::kArray) {
     out.U32(static_cast<uint32_t>(value.array_type));
-    std::visit([&](const auto& v) {
-      if constexpr (IsVector<std::decay_t<decltype(v)>>::value) {
-        out.U64(v.size());
-        PutAs(out, value.array_type, v);
-      } else {
-        SAOLA_CHECK(false && "an array value must hold a vector");
-      }
-    }, value.value);
+    std::visit(
+        [&](const auto& v) {
+          if constexpr (IsVector<std::decay_t<decltype(v)>>::value) {
+            out.U64(v.size());
+            PutAs(out, value.array_type, v);
+          } else {
+            SAOLA_CHECK(false && "an array value must hold a vector");
+          }
+        },
+        value.value);
   } else {
     std::visit([&](const auto& v) { PutAs(out, value.type, v); }, value.value);
   }
@@ -97,18 +104,42 @@ void GgufWriter::AddRawKv(std::string key, uint32_t type, std::string value_byte
   kvs_.push_back({std::move(key), type, std::move(value_bytes)});
 }
 
-void GgufWriter::AddUint8(std::string key, uint8_t v) { AddValue(std::move(key), {GgufType::kUint8, GgufType::kUint8, uint64_t{v}}); }
-void GgufWriter::AddInt8(std::string key, int8_t v) { AddValue(std::move(key), {GgufType::kInt8, GgufType::kUint8, int64_t{v}}); }
-void GgufWriter::AddUint16(std::string key, uint16_t v) { AddValue(std::move(key), {GgufType::kUint16, GgufType::kUint8, uint64_t{v}}); }
-void GgufWriter::AddInt16(std::string key, int16_t v) { AddValue(std::move(key), {GgufType::kInt16, GgufType::kUint8, int64_t{v}}); }
-void GgufWriter::AddUint32(std::string key, uint32_t v) { AddValue(std::move(key), {GgufType::kUint32, GgufType::kUint8, uint64_t{v}}); }
-void GgufWriter::AddInt32(std::string key, int32_t v) { AddValue(std::move(key), {GgufType::kInt32, GgufType::kUint8, int64_t{v}}); }
-void GgufWriter::AddUint64(std::string key, uint64_t v) { AddValue(std::move(key), {GgufType::kUint64, GgufType::kUint8, v}); }
-void GgufWriter::AddInt64(std::string key, int64_t v) { AddValue(std::move(key), {GgufType::kInt64, GgufType::kUint8, v}); }
-void GgufWriter::AddFloat32(std::string key, float v) { AddValue(std::move(key), {GgufType::kFloat32, GgufType::kUint8, double{v}}); }
-void GgufWriter::AddFloat64(std::string key, double v) { AddValue(std::move(key), {GgufType::kFloat64, GgufType::kUint8, v}); }
-void GgufWriter::AddBool(std::string key, bool v) { AddValue(std::move(key), {GgufType::kBool, GgufType::kUint8, uint64_t{v}}); }
-void GgufWriter::AddString(std::string key, std::string v) { AddValue(std::move(key), {GgufType::kString, GgufType::kUint8, std::move(v)}); }
+void GgufWriter::AddUint8(std::string key, uint8_t v) {
+  AddValue(std::move(key), {GgufType::kUint8, {}, uint64_t{v}});
+}
+void GgufWriter::AddInt8(std::string key, int8_t v) {
+  AddValue(std::move(key), {GgufType::kInt8, {}, int64_t{v}});
+}
+void GgufWriter::AddUint16(std::string key, uint16_t v) {
+  AddValue(std::move(key), {GgufType::kUint16, {}, uint64_t{v}});
+}
+void GgufWriter::AddInt16(std::string key, int16_t v) {
+  AddValue(std::move(key), {GgufType::kInt16, {}, int64_t{v}});
+}
+void GgufWriter::AddUint32(std::string key, uint32_t v) {
+  AddValue(std::move(key), {GgufType::kUint32, {}, uint64_t{v}});
+}
+void GgufWriter::AddInt32(std::string key, int32_t v) {
+  AddValue(std::move(key), {GgufType::kInt32, {}, int64_t{v}});
+}
+void GgufWriter::AddUint64(std::string key, uint64_t v) {
+  AddValue(std::move(key), {GgufType::kUint64, {}, v});
+}
+void GgufWriter::AddInt64(std::string key, int64_t v) {
+  AddValue(std::move(key), {GgufType::kInt64, {}, v});
+}
+void GgufWriter::AddFloat32(std::string key, float v) {
+  AddValue(std::move(key), {GgufType::kFloat32, {}, double{v}});
+}
+void GgufWriter::AddFloat64(std::string key, double v) {
+  AddValue(std::move(key), {GgufType::kFloat64, {}, v});
+}
+void GgufWriter::AddBool(std::string key, bool v) {
+  AddValue(std::move(key), {GgufType::kBool, {}, uint64_t{v}});
+}
+void GgufWriter::AddString(std::string key, std::string v) {
+  AddValue(std::move(key), {GgufType::kString, {}, std::move(v)});
+}
 
 void GgufWriter::AddUintArray(std::string key, GgufType element_type, std::vector<uint64_t> v) {
   AddValue(std::move(key), {GgufType::kArray, element_type, std::move(v)});
@@ -219,8 +250,11 @@ void PutHalf(std::string& bytes, size_t at, float f) {
 std::vector<size_t> ScaleOffsets(kernels::DType type) {
   using kernels::DType;
   switch (type) {
-    case DType::kQ8_0: case DType::kQ4_0: return {0};
-    case DType::kQ4_1: case DType::kQ8_1: case DType::kQ4_K: return {0, 2};
+    case DType::kQ8_0:
+    case DType::kQ4_0: return {0};
+    case DType::kQ4_1:
+    case DType::kQ8_1:
+    case DType::kQ4_K: return {0, 2};
     case DType::kQ6_K: return {208};  // after ql[128], qh[64], scales[16]
     default: return {};
   }

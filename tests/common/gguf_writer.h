@@ -35,9 +35,18 @@ class ByteWriter {
   ByteWriter& F32(float v);
   ByteWriter& F64(double v);
   /// u64 length, then the bytes.
-  ByteWriter& Str(std::string_view s) { U64(s.size()); return Raw(s); }
-  ByteWriter& Raw(std::string_view bytes) { bytes_.append(bytes); return *this; }
-  ByteWriter& Zeros(size_t n) { bytes_.append(n, '\0'); return *this; }
+  ByteWriter& Str(std::string_view s) {
+    U64(s.size());
+    return Raw(s);
+  }
+  ByteWriter& Raw(std::string_view bytes) {
+    bytes_.append(bytes);
+    return *this;
+  }
+  ByteWriter& Zeros(size_t n) {
+    bytes_.append(n, '\0');
+    return *this;
+  }
 
   size_t size() const { return bytes_.size(); }
   const std::string& bytes() const { return bytes_; }

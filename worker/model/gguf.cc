@@ -39,7 +39,7 @@ constexpr uint64_t kDefaultAlignment = 32;
 constexpr uint32_t kMaxDims = 4;
 constexpr uint32_t kMaxGgufType = static_cast<uint32_t>(GgufType::kFloat64);
 // Smallest encodings, used to bound counts by the bytes that remain.
-constexpr uint64_t kMinKvBytes = 8 + 4 + 1;                   // empty key, type, 1-byte value
+constexpr uint64_t kMinKvBytes = 8 + 4 + 1;                  // empty key, type, 1-byte value
 constexpr uint64_t kMinTensorInfoBytes = 8 + 4 + 8 + 4 + 8;  // empty name, 1 dim, type, offset
 constexpr size_t kBufferAlignment = 4096;                    // FromBytes copies land page-aligned
 
@@ -54,9 +54,9 @@ absl::Status InvalidAt(size_t offset, const absl::FormatSpec<Args...>& format,
 }
 
 std::string_view GgufTypeName(GgufType type) {
-  static constexpr std::string_view kNames[] = {
-      "uint8", "int8", "uint16", "int16", "uint32", "int32", "float32",
-      "bool",  "string", "array", "uint64", "int64", "float64"};
+  static constexpr std::string_view kNames[] = {"uint8",  "int8",    "uint16", "int16",  "uint32",
+                                                "int32",  "float32", "bool",   "string", "array",
+                                                "uint64", "int64",   "float64"};
   const auto index = static_cast<uint32_t>(type);
   return index <= kMaxGgufType ? kNames[index] : "unknown";
 }
@@ -65,76 +65,73 @@ enum class Family { kUnsigned, kSigned, kFloat, kString, kArray };
 
 Family FamilyOf(GgufType type) {
   switch (type) {
-    case GgufType::kInt8: case GgufType::kInt16: case GgufType::kInt32: case GgufType::kInt64:
-      return Family::kSigned;
-    case GgufType::kFloat32: case GgufType::kFloat64:
-      return Family::kFloat;
-    case GgufType::kString:
-      return Family::kString;
-    case GgufType::kArray:
-      return Family::kArray;
-    default:
-      return Family::kUnsigned;  // uint8..uint64 and bool
+    case GgufType::kInt8:
+    case GgufType::kInt16:
+    case GgufType::kInt32:
+    case GgufType::kInt64: return Family::kSigned;
+    case GgufType::kFloat32:
+    case GgufType::kFloat64: return Family::kFloat;
+    case GgufType::kString: return Family::kString;
+    case GgufType::kArray: return Family::kArray;
+    default: return Family::kUnsigned;  // uint8..uint64 and bool
   }
 }
 
 /// Bytes of one encoded element; strings count their 8-byte length (the least they can take).
 uint64_t MinEncodedBytes(GgufType type) {
   switch (type) {
-    case GgufType::kUint8: case GgufType::kInt8: case GgufType::kBool: return 1;
-    case GgufType::kUint16: case GgufType::kInt16: return 2;
-    case GgufType::kUint32: case GgufType::kInt32: case GgufType::kFloat32: return 4;
+    case GgufType::kUint8:
+    case GgufType::kInt8:
+    case GgufType::kBool: return 1;
+    case GgufType::kUint16:
+    case GgufType::kInt16: return 2;
+    case GgufType::kUint32:
+    case GgufType::kInt32:
+    case GgufType::kFloat32: return 4;
     default: return 8;  // 64-bit scalars, string length
   }
 }
 
+/// Reads a Narrow and widens it into *out.
+template <typename Narrow, typename Wide>
+bool ReadAs(ByteCursor& cursor, Wide* out) {
+  Narrow v;
+  if (!cursor.Read(&v)) return false;
+  *out = v;
+  return true;
+}
+
 bool ReadUnsigned(ByteCursor& cursor, GgufType type, uint64_t* out) {
   switch (type) {
-    case GgufType::kUint8: case GgufType::kBool: {
-      uint8_t v; if (!cursor.Read(&v)) return false; *out = v; return true;
-    }
-    case GgufType::kUint16: {
-      uint16_t v; if (!cursor.Read(&v)) return false; *out = v; return true;
-    }
-    case GgufType::kUint32: {
-      uint32_t v; if (!cursor.Read(&v)) return false; *out = v; return true;
-    }
-    default:
-      return cursor.Read(out);
+    case GgufType::kUint8:
+    case GgufType::kBool: return ReadAs<uint8_t>(cursor, out);
+    case GgufType::kUint16: return ReadAs<uint16_t>(cursor, out);
+    case GgufType::kUint32: return ReadAs<uint32_t>(cursor, out);
+    default: return ReadAs<uint64_t>(cursor, out);
   }
 }
 
 bool ReadSigned(ByteCursor& cursor, GgufType type, int64_t* out) {
   switch (type) {
-    case GgufType::kInt8: {
-      int8_t v; if (!cursor.Read(&v)) return false; *out = v; return true;
-    }
-    case GgufType::kInt16: {
-      int16_t v; if (!cursor.Read(&v)) return false; *out = v; return true;
-    }
-    case GgufType::kInt32: {
-      int32_t v; if (!cursor.Read(&v)) return false; *out = v; return true;
-    }
-    default:
-      return cursor.Read(out);
+    case GgufType::kInt8: return ReadAs<int8_t>(cursor, out);
+    case GgufType::kInt16: return ReadAs<int16_t>(cursor, out);
+    case GgufType::kInt32: return ReadAs<int32_t>(cursor, out);
+    default: return ReadAs<int64_t>(cursor, out);
   }
 }
 
 bool ReadFloat(ByteCursor& cursor, GgufType type, double* out) {
-  if (type == GgufType::kFloat32) {
-    float v; if (!cursor.Read(&v)) return false; *out = v; return true;
-  }
-  return cursor.Read(out);
+  return type == GgufType::kFloat32 ? ReadAs<float>(cursor, out) : ReadAs<double>(cursor, out);
 }
 
 /// Reads a u32 type tag and checks it names a known type; arrays are allowed only when
 /// `allow_array` (nested arrays are rejected).
-absl::StatusOr<GgufType> ReadTypeTag(ByteCursor& cursor, bool allow_array,
-                                     std::string_view key) {
+absl::StatusOr<GgufType> ReadTypeTag(ByteCursor& cursor, bool allow_array, std::string_view key) {
   const size_t at = cursor.offset();
   uint32_t raw = 0;
   if (!cursor.Read(&raw)) {
-    return cursor.Truncated(absl::StrFormat("%s of key '%s'", allow_array ? "type" : "element type", key));
+    return cursor.Truncated(
+        absl::StrFormat("%s of key '%s'", allow_array ? "type" : "element type", key));
   }
   if (raw > kMaxGgufType) {
     return InvalidAt(at, "unknown metadata %s %d for key '%s'",
@@ -199,18 +196,18 @@ absl::Status ReadArray(ByteCursor& cursor, std::string_view key, GgufValue* valu
   value->array_type = element_type;
   switch (FamilyOf(element_type)) {
     case Family::kUnsigned: {
-      ASSIGN_OR_RETURN(value->value, ReadScalarArray<uint64_t>(cursor, element_type, count, key,
-                                                               ReadUnsigned));
+      ASSIGN_OR_RETURN(value->value,
+                       ReadScalarArray<uint64_t>(cursor, element_type, count, key, ReadUnsigned));
       return absl::OkStatus();
     }
     case Family::kSigned: {
-      ASSIGN_OR_RETURN(value->value, ReadScalarArray<int64_t>(cursor, element_type, count, key,
-                                                              ReadSigned));
+      ASSIGN_OR_RETURN(value->value,
+                       ReadScalarArray<int64_t>(cursor, element_type, count, key, ReadSigned));
       return absl::OkStatus();
     }
     case Family::kFloat: {
-      ASSIGN_OR_RETURN(value->value, ReadScalarArray<double>(cursor, element_type, count, key,
-                                                             ReadFloat));
+      ASSIGN_OR_RETURN(value->value,
+                       ReadScalarArray<double>(cursor, element_type, count, key, ReadFloat));
       return absl::OkStatus();
     }
     default: {
@@ -224,7 +221,9 @@ absl::StatusOr<GgufValue> ReadValue(ByteCursor& cursor, std::string_view key) {
   GgufValue value;
   ASSIGN_OR_RETURN(value.type, ReadTypeTag(cursor, /*allow_array=*/true, key));
   const size_t at = cursor.offset();
-  const auto truncated = [&] { return cursor.Truncated(absl::StrFormat("value of key '%s'", key)); };
+  const auto truncated = [&] {
+    return cursor.Truncated(absl::StrFormat("value of key '%s'", key));
+  };
   switch (FamilyOf(value.type)) {
     case Family::kUnsigned: {
       uint64_t v = 0;
@@ -253,9 +252,7 @@ absl::StatusOr<GgufValue> ReadValue(ByteCursor& cursor, std::string_view key) {
       value.value = std::string(s);
       break;
     }
-    case Family::kArray:
-      RETURN_IF_ERROR(ReadArray(cursor, key, &value));
-      break;
+    case Family::kArray: RETURN_IF_ERROR(ReadArray(cursor, key, &value)); break;
   }
   return value;
 }
@@ -278,8 +275,7 @@ absl::Status CheckVersion(uint32_t version) {
 }
 
 /// The tensor's ggml type as a DType, or an error naming the tensor and the type id.
-absl::StatusOr<kernels::DType> TensorType(uint32_t ggml_type, std::string_view name,
-                                          size_t at) {
+absl::StatusOr<kernels::DType> TensorType(uint32_t ggml_type, std::string_view name, size_t at) {
   if (std::optional<kernels::DType> type = DTypeFromGgmlType(ggml_type)) return *type;
   const std::string_view type_name = GgmlTypeName(ggml_type);
   if (type_name == "unknown") {
@@ -294,7 +290,9 @@ absl::StatusOr<kernels::DType> TensorType(uint32_t ggml_type, std::string_view n
 absl::Status ReadDims(ByteCursor& cursor, std::string_view name, GgufTensor* tensor) {
   size_t at = cursor.offset();
   uint32_t num_dims = 0;
-  if (!cursor.Read(&num_dims)) return cursor.Truncated(absl::StrFormat("n_dims of tensor '%s'", name));
+  if (!cursor.Read(&num_dims)) {
+    return cursor.Truncated(absl::StrFormat("n_dims of tensor '%s'", name));
+  }
   if (num_dims == 0 || num_dims > kMaxDims) {
     return InvalidAt(at, "tensor '%s' has %d dims (1 to %d allowed)", name, num_dims, kMaxDims);
   }
@@ -371,11 +369,11 @@ uint32_t GgmlTypeId(kernels::DType type) {
 std::string_view GgmlTypeName(uint32_t ggml_type) {
   // ggml's numbering; the empty slots are ids ggml retired.
   static constexpr std::string_view kNames[] = {
-      "F32",     "F16",    "Q4_0",    "Q4_1",  "",       "",       "Q5_0",  "Q5_1",
-      "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",   "Q6_K",  "Q8_K",
-      "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S",  "IQ2_S", "IQ4_XS",
-      "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M",  "BF16",  "",
-      "",        "",       "TQ1_0",   "TQ2_0", "",       "",       "",      "MXFP4"};
+      "F32",     "F16",    "Q4_0",    "Q4_1",  "",       "",      "Q5_0",  "Q5_1",
+      "Q8_0",    "Q8_1",   "Q2_K",    "Q3_K",  "Q4_K",   "Q5_K",  "Q6_K",  "Q8_K",
+      "IQ2_XXS", "IQ2_XS", "IQ3_XXS", "IQ1_S", "IQ4_NL", "IQ3_S", "IQ2_S", "IQ4_XS",
+      "I8",      "I16",    "I32",     "I64",   "F64",    "IQ1_M", "BF16",  "",
+      "",        "",       "TQ1_0",   "TQ2_0", "",       "",      "",      "MXFP4"};
   if (ggml_type >= std::size(kNames) || kNames[ggml_type].empty()) return "unknown";
   return kNames[ggml_type];
 }
@@ -408,7 +406,9 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
   void* base = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
   const int error = errno;
   ::close(fd);
-  if (base == MAP_FAILED) return absl::ErrnoToStatus(error, absl::StrCat("gguf: cannot map ", path));
+  if (base == MAP_FAILED) {
+    return absl::ErrnoToStatus(error, absl::StrCat("gguf: cannot map ", path));
+  }
 
   auto file = std::unique_ptr<GgufFile>(new GgufFile());
   file->base_ = static_cast<const uint8_t*>(base);
@@ -422,8 +422,8 @@ absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::Open(const std::string& path
 
 absl::StatusOr<std::unique_ptr<GgufFile>> GgufFile::FromBytes(std::string bytes) {
   auto file = std::unique_ptr<GgufFile>(new GgufFile());
-  file->owned_bytes_.reset(static_cast<uint8_t*>(
-      ::operator new[](bytes.size(), std::align_val_t{kBufferAlignment})));
+  file->owned_bytes_.reset(
+      static_cast<uint8_t*>(::operator new[](bytes.size(), std::align_val_t{kBufferAlignment})));
   if (!bytes.empty()) std::memcpy(file->owned_bytes_.get(), bytes.data(), bytes.size());
   file->base_ = file->owned_bytes_.get();
   file->size_ = bytes.size();
@@ -512,21 +512,28 @@ absl::Status GgufFile::ParseTensorInfos(ByteCursor& cursor, uint64_t num_tensors
     if (!cursor.ReadString(&name)) {
       return cursor.Truncated(absl::StrFormat("name of tensor %d (of %d)", i, num_tensors));
     }
-    if (tensor_index_.contains(AbslView(name))) return InvalidAt(name_at, "duplicate tensor name '%s'", name);
+    if (tensor_index_.contains(AbslView(name))) {
+      return InvalidAt(name_at, "duplicate tensor name '%s'", name);
+    }
     GgufTensor tensor;
     tensor.name = std::string(name);
     RETURN_IF_ERROR(ReadDims(cursor, name, &tensor));
     const size_t type_at = cursor.offset();
     uint32_t ggml_type = 0;
-    if (!cursor.Read(&ggml_type)) return cursor.Truncated(absl::StrFormat("type of tensor '%s'", name));
+    if (!cursor.Read(&ggml_type)) {
+      return cursor.Truncated(absl::StrFormat("type of tensor '%s'", name));
+    }
     ASSIGN_OR_RETURN(tensor.type, TensorType(ggml_type, name, type_at));
     RETURN_IF_ERROR(SizeTensor(name, name_at, &tensor));
     const size_t offset_at = cursor.offset();
     uint64_t offset = 0;
-    if (!cursor.Read(&offset)) return cursor.Truncated(absl::StrFormat("offset of tensor '%s'", name));
+    if (!cursor.Read(&offset)) {
+      return cursor.Truncated(absl::StrFormat("offset of tensor '%s'", name));
+    }
     if (offset % alignment_ != 0) {
-      return InvalidAt(offset_at, "tensor '%s' data offset %d is not a multiple of the alignment %d",
-                       name, offset, alignment_);
+      return InvalidAt(offset_at,
+                       "tensor '%s' data offset %d is not a multiple of the alignment %d", name,
+                       offset, alignment_);
     }
     tensor_index_.emplace(tensor.name, tensors_.size());
     tensors_.push_back(std::move(tensor));
@@ -561,11 +568,11 @@ namespace {
 
 absl::Status WrongType(std::string_view key, const GgufValue& value, std::string_view wanted) {
   if (value.type == GgufType::kArray) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "gguf: key '%s' is an array of %s, not %s", key, GgufTypeName(value.array_type), wanted));
+    return absl::InvalidArgumentError(absl::StrFormat("gguf: key '%s' is an array of %s, not %s",
+                                                      key, GgufTypeName(value.array_type), wanted));
   }
-  return absl::InvalidArgumentError(absl::StrFormat("gguf: key '%s' is a %s, not %s", key,
-                                                    GgufTypeName(value.type), wanted));
+  return absl::InvalidArgumentError(
+      absl::StrFormat("gguf: key '%s' is a %s, not %s", key, GgufTypeName(value.type), wanted));
 }
 
 absl::Status NotFound(std::string_view key) {
@@ -654,8 +661,8 @@ absl::StatusOr<std::vector<int64_t>> GgufFile::GetIntArray(std::string_view key)
   out.reserve(u.size());
   for (size_t k = 0; k < u.size(); ++k) {
     if (u[k] > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-      return absl::InvalidArgumentError(absl::StrFormat(
-          "gguf: element %d of key '%s' is %d, too large for int64", k, key, u[k]));
+      return absl::InvalidArgumentError(
+          absl::StrFormat("gguf: element %d of key '%s' is %d, too large for int64", k, key, u[k]));
     }
     out.push_back(static_cast<int64_t>(u[k]));
   }

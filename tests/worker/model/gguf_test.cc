@@ -29,8 +29,7 @@ std::string ModelPath() {
 
 /// Expects `result` to fail with `code` and a message containing `substr`.
 template <typename T>
-void ExpectError(const absl::StatusOr<T>& result, absl::StatusCode code,
-                 std::string_view substr) {
+void ExpectError(const absl::StatusOr<T>& result, absl::StatusCode code, std::string_view substr) {
   ASSERT_FALSE(result.ok()) << "expected an error containing '" << substr << "'";
   EXPECT_EQ(result.status().code(), code) << result.status();
   EXPECT_NE(std::string(result.status().message()).find(substr), std::string::npos)
@@ -153,9 +152,9 @@ TEST(GgufTest, EveryTensorTypeRoundTrips) {
     std::vector<int64_t> dims;
   };
   const std::vector<Case> cases = {
-      {DType::kF32, {3}},         {DType::kF16, {5, 3}},        {DType::kBF16, {2, 2, 2}},
-      {DType::kQ8_0, {64, 3}},    {DType::kQ4_0, {32, 1, 2, 2}}, {DType::kQ4_1, {96, 2}},
-      {DType::kQ8_1, {32}},       {DType::kQ4_K, {256, 2}},     {DType::kQ6_K, {512, 1}},
+      {DType::kF32, {3}},      {DType::kF16, {5, 3}},         {DType::kBF16, {2, 2, 2}},
+      {DType::kQ8_0, {64, 3}}, {DType::kQ4_0, {32, 1, 2, 2}}, {DType::kQ4_1, {96, 2}},
+      {DType::kQ8_1, {32}},    {DType::kQ4_K, {256, 2}},      {DType::kQ6_K, {512, 1}},
   };
   GgufWriter w;
   std::vector<std::string> payloads;
@@ -183,6 +182,38 @@ TEST(GgufTest, EveryTensorTypeRoundTrips) {
     EXPECT_EQ(std::string(reinterpret_cast<const char*>(t->data), t->num_bytes), payloads[i]);
   }
   EXPECT_EQ((*file)->FindTensor("nope"), nullptr);
+}
+
+/// Decodes IEEE half bits (normal numbers and zero only; enough for the writer's scales).
+float HalfToFloat(uint16_t h) {
+  const int exponent = (h >> 10) & 0x1f;
+  const float mantissa = 1.0f + static_cast<float>(h & 0x3ff) / 1024.0f;
+  const float magnitude = exponent == 0 ? 0.0f : std::ldexp(mantissa, exponent - 15);
+  return (h & 0x8000) ? -magnitude : magnitude;
+}
+
+TEST(GgufTest, WriterRandomTensorsDecodeToModerateNumbers) {
+  const std::string f32 = test::RandomTensorData(DType::kF32, 1000, 3);
+  ASSERT_EQ(f32.size(), 4000u);
+  for (size_t i = 0; i < 1000; ++i) {
+    float v;
+    std::memcpy(&v, f32.data() + 4 * i, 4);
+    EXPECT_TRUE(v >= -1.0f && v < 1.0f) << v;
+  }
+  EXPECT_EQ(f32, test::RandomTensorData(DType::kF32, 1000, 3));  // deterministic
+  EXPECT_NE(f32, test::RandomTensorData(DType::kF32, 1000, 4));
+  for (DType type : {DType::kQ8_0, DType::kQ4_1, DType::kQ6_K}) {
+    const kernels::DTypeInfo info = kernels::GetDTypeInfo(type);
+    const std::string q = test::RandomTensorData(type, 4 * info.block_elems, 5);
+    ASSERT_EQ(q.size(), 4u * info.block_bytes);
+    const size_t scale_at = type == DType::kQ6_K ? 208 : 0;
+    for (int b = 0; b < 4; ++b) {
+      uint16_t h;
+      std::memcpy(&h, q.data() + b * info.block_bytes + scale_at, 2);
+      const float d = HalfToFloat(h);
+      EXPECT_TRUE(d >= 0.00099f && d <= 0.0201f) << info.name << " block " << b << ": " << d;
+    }
+  }
 }
 
 TEST(GgufTest, GgmlTypeIdsMatchGgml) {
@@ -378,7 +409,8 @@ TEST(GgufTest, ReadsTheReferenceModel) {
 // ---- Seed corpus written by the Python `gguf` package (tests/fuzz/make_gguf_corpus.py) -------
 
 TEST(GgufTest, ParsesTheSeedCorpus) {
-  const std::filesystem::path dir = std::filesystem::path(SAOLA_SOURCE_DIR) / "tests/fuzz/corpus/gguf";
+  const std::filesystem::path dir =
+      std::filesystem::path(SAOLA_SOURCE_DIR) / "tests/fuzz/corpus/gguf";
   if (!std::filesystem::exists(dir)) GTEST_SKIP() << dir << " is absent";
   int num_valid = 0;
   for (const auto& entry : std::filesystem::directory_iterator(dir)) {
@@ -491,8 +523,9 @@ TEST(GgufTest, RejectsMisalignedOffset) {
 TEST(GgufTest, RejectsBadDims) {
   ExpectError(GgufFile::FromBytes(OneTensorFile({"t", 0, {1ull << 32, 1ull << 32}, "", 0})),
               absl::StatusCode::kInvalidArgument, "element count of tensor 't' overflows");
-  ExpectError(GgufFile::FromBytes(OneTensorFile({"t", 0, {1ull << 40, 1ull << 40, 1ull << 40}, "", 0})),
-              absl::StatusCode::kInvalidArgument, "overflows");
+  ExpectError(
+      GgufFile::FromBytes(OneTensorFile({"t", 0, {1ull << 40, 1ull << 40, 1ull << 40}, "", 0})),
+      absl::StatusCode::kInvalidArgument, "overflows");
   // Elements fit in int64 but their byte size does not.
   ExpectError(GgufFile::FromBytes(OneTensorFile({"t", 0, {1ull << 62}, "", 0})),
               absl::StatusCode::kInvalidArgument, "byte size of tensor 't' overflows");
