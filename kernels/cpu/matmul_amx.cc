@@ -81,51 +81,81 @@ struct Scratch {
   std::vector<float> acc;     // [32 tokens][32 rows]
 };
 
-// Unpacks rows [r0, r0 + count) (count <= 32; missing rows are zero) of w into s.
+// Four 128-bit pieces of 16 rows, one per zmm lane: z[i] lane L = piece of row i + 4 L; after the
+// 4 x 4 dword transpose inside each lane, out[j] holds dword j of rows 0..15 in order.
+inline void Transpose4x4Lanes(const __m512i z[4], __m512i out[4]) {
+  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]);
+  const __m512i t1 = _mm512_unpackhi_epi32(z[0], z[1]);
+  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]);
+  const __m512i t3 = _mm512_unpackhi_epi32(z[2], z[3]);
+  out[0] = _mm512_unpacklo_epi64(t0, t2);
+  out[1] = _mm512_unpackhi_epi64(t0, t2);
+  out[2] = _mm512_unpacklo_epi64(t1, t3);
+  out[3] = _mm512_unpackhi_epi64(t1, t3);
+}
+
+// Loads 16 bytes at offset `off` of block b of the 16 rows into the lane order above.
+inline void LoadPieces(const uint8_t* const rows[kTile], int64_t off, __m512i z[4]) {
+  for (int i = 0; i < 4; ++i) {
+    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + off)));
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4] + off)), 1);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 8] + off)), 2);
+    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 12] + off)), 3);
+    z[i] = v;
+  }
+}
+
+// Unpacks rows [r0, r0 + count) (count <= 32) of w into s: per block, two VNNI tiles (rows 0-15,
+// 16-31: B[k4][row][4] = elements 4 k4 .. 4 k4 + 3 of the row) and the row scales. Missing rows
+// read row r0 (any valid row) and get zero scales, so they contribute nothing.
 template <QType Q>
 void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, Scratch& s) {
-  alignas(64) int8_t rowbuf[kStep][32];
-  const __m512i gather_idx = _mm512_setr_epi32(0, 8, 16, 24, 32, 40, 48, 56, 64, 72, 80, 88,
-                                               96, 104, 112, 120);
+  const uint8_t* rows[kStep];
+  for (int r = 0; r < kStep; ++r) {
+    rows[r] = static_cast<const uint8_t*>(w.data) +
+              static_cast<size_t>(r0 + (r < count ? r : 0)) * w.row_stride_bytes;
+  }
+  const __m512i low4 = _mm512_set1_epi8(0x0F);
   for (int64_t b = 0; b < nb; ++b) {
+    const int64_t blk = b * kBlockBytes<Q>;
+    for (int half = 0; half < 2; ++half) {
+      const uint8_t* const* hr = rows + half * kTile;
+      uint8_t* out = s.b.data() + (b * 2 + half) * 512;
+      __m512i z[4], o[4];
+      if constexpr (Q == QType::kQ8_0) {
+        for (int part = 0; part < 2; ++part) {
+          LoadPieces(hr, blk + 2 + part * 16, z);
+          Transpose4x4Lanes(z, o);
+          for (int j = 0; j < 4; ++j) _mm512_storeu_si512(out + (part * 4 + j) * 64, o[j]);
+        }
+      } else {
+        LoadPieces(hr, blk + (Q == QType::kQ4_0 ? 2 : 4), z);
+        Transpose4x4Lanes(z, o);
+        for (int j = 0; j < 4; ++j) {
+          __m512i lo = _mm512_and_si512(o[j], low4);
+          __m512i hi = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), low4);
+          if constexpr (Q == QType::kQ4_0) {
+            lo = _mm512_sub_epi8(lo, _mm512_set1_epi8(8));
+            hi = _mm512_sub_epi8(hi, _mm512_set1_epi8(8));
+          }
+          _mm512_storeu_si512(out + j * 64, lo);
+          _mm512_storeu_si512(out + (4 + j) * 64, hi);
+        }
+      }
+    }
     for (int r = 0; r < kStep; ++r) {
       float d = 0.0f, m = 0.0f;
       if (r < count) {
-        const uint8_t* blk = static_cast<const uint8_t*>(w.data) +
-                             static_cast<size_t>(r0 + r) * w.row_stride_bytes +
-                             b * kBlockBytes<Q>;
         uint16_t h;
-        std::memcpy(&h, blk, 2);
+        std::memcpy(&h, rows[r] + blk, 2);
         d = _cvtsh_ss(h);
-        if constexpr (Q == QType::kQ8_0) {
-          std::memcpy(rowbuf[r], blk + 2, 32);
-        } else {
-          constexpr int kQsOffset = Q == QType::kQ4_0 ? 2 : 4;
-          const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQsOffset));
-          __m256i v = _mm256_and_si256(
-              _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1),
-              _mm256_set1_epi8(0x0F));
-          if constexpr (Q == QType::kQ4_0) v = _mm256_sub_epi8(v, _mm256_set1_epi8(8));
-          _mm256_store_si256(reinterpret_cast<__m256i*>(rowbuf[r]), v);
-          if constexpr (Q == QType::kQ4_1) {
-            std::memcpy(&h, blk + 2, 2);
-            m = _cvtsh_ss(h);
-          }
+        if constexpr (Q == QType::kQ4_1) {
+          std::memcpy(&h, rows[r] + blk + 2, 2);
+          m = _cvtsh_ss(h);
         }
-      } else {
-        std::memset(rowbuf[r], 0, 32);
       }
       s.d[b * kStep + r] = d;
       s.m[b * kStep + r] = m;
-    }
-    // Transpose each 16 rows x 8 dwords into 8 VNNI rows of 16 dwords.
-    for (int half = 0; half < 2; ++half) {
-      uint8_t* out = s.b.data() + (b * 2 + half) * 512;
-      for (int k4 = 0; k4 < 8; ++k4) {
-        const __m512i v = _mm512_i32gather_epi32(
-            _mm512_add_epi32(gather_idx, _mm512_set1_epi32(k4)), rowbuf[half * kTile], 4);
-        _mm512_storeu_si512(out + k4 * 64, v);
-      }
     }
   }
 }
@@ -161,8 +191,9 @@ inline void StoreBlock(int32_t* c) {
   _tile_stored(7, c + 768, 64);
 }
 
-// acc += blocks [b, b + kCount) (kCount 1 or 2), whose tiles are at c[i * 1024].
-template <QType Q, int kCount>
+// acc += blocks [b, b + kCount) (kCount 1 or 2), whose tiles are at c[i * 1024]; kFirst: acc = ...
+// (saves clearing acc).
+template <QType Q, int kCount, bool kFirst>
 inline void Fold(float* acc, const int32_t* c, int64_t b, const float* d_rows,
                  const float* m_rows, const float* dx, const float* sx) {
   constexpr int count = kCount;
@@ -176,7 +207,7 @@ inline void Fold(float* acc, const int32_t* c, int64_t b, const float* d_rows,
     for (int t = 0; t < kStep; ++t) {
       const int th = t / kTile;
       float* a = acc + t * kStep + rh * kTile;
-      __m512 v = _mm512_load_ps(a);
+      __m512 v = kFirst ? _mm512_setzero_ps() : _mm512_load_ps(a);
       for (int i = 0; i < count; ++i) {
         const int32_t* tile = c + i * 1024 + (th * 2 + rh) * 256 + (t % kTile) * 16;
         const __m512 cv = _mm512_cvtepi32_ps(_mm512_load_si512(tile));
@@ -202,7 +233,6 @@ void Step(const int8_t* a_base, size_t a_stride, Scratch& s, int64_t nb, const f
   const uint8_t* const b_tiles = s.b.data();
   const float* const d_rows = s.d.data();
   const float* const m_rows = s.m.data();
-  std::memset(acc, 0, kStep * kStep * sizeof(float));
   // Pipeline: block b's products run while blocks b - 2 and b - 1 (stored earlier, so their tile
   // stores have landed) are folded.
   IssueBlock<Q>(a_base, a_stride, b_tiles, 0);
@@ -211,10 +241,18 @@ void Step(const int8_t* a_base, size_t a_stride, Scratch& s, int64_t nb, const f
     if (b + 1 < nb) IssueBlock<Q>(a_base, a_stride, b_tiles, b + 1);
     if (b & 1) {
       // Blocks b - 1 and b are in c[0] and c[1]; fold them while b + 1 multiplies.
-      Fold<Q, 2>(acc, c, b - 1, d_rows, m_rows, dx, sx);
+      if (b == 1) {
+        Fold<Q, 2, true>(acc, c, b - 1, d_rows, m_rows, dx, sx);
+      } else {
+        Fold<Q, 2, false>(acc, c, b - 1, d_rows, m_rows, dx, sx);
+      }
     }
   }
-  if (nb & 1) Fold<Q, 1>(acc, c, nb - 1, d_rows, m_rows, dx, sx);
+  if (nb == 1) {
+    Fold<Q, 1, true>(acc, c, 0, d_rows, m_rows, dx, sx);
+  } else if (nb & 1) {
+    Fold<Q, 1, false>(acc, c, nb - 1, d_rows, m_rows, dx, sx);
+  }
   const __mmask16 lo_mask = static_cast<__mmask16>(
       valid_rows >= kTile ? 0xffff : (1u << valid_rows) - 1);
   const __mmask16 hi_mask = static_cast<__mmask16>(
