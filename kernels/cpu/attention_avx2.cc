@@ -26,6 +26,7 @@ struct Avx2 {
   static V Fma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
   static V Exp(V x) { return Exp8(x); }
 
+  static float First(V v) { return _mm256_cvtss_f32(v); }
   static float HorizontalMax(V v) {
     __m128 h = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
     h = _mm_max_ps(h, _mm_movehl_ps(h, h));

@@ -30,6 +30,7 @@ struct Avx512 {
   static V Max(V a, V b) { return _mm512_max_ps(a, b); }
   static V Fma(V a, V b, V c) { return _mm512_fmadd_ps(a, b, c); }
   static V Exp(V x) { return Exp16(x); }
+  static float First(V v) { return _mm512_cvtss_f32(v); }
   static float HorizontalMax(V v) { return _mm512_reduce_max_ps(v); }
   static float HorizontalSum(V v) { return _mm512_reduce_add_ps(v); }
 

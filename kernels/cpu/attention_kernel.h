@@ -103,7 +103,9 @@ inline void AttendRows(const float* const* q, const float* kf, const float* vf, 
     V vmax = s[0];
     for (int gi = 1; gi < kGroups; ++gi) vmax = S::Max(vmax, s[gi]);
     const float m_new = std::max(m[r], S::HorizontalMax(vmax));
-    corr[r] = m_new > m[r] ? std::exp(m[r] - m_new) : 1.0f;  // 0 on the first tile (m = -inf)
+    // The vector exp, not std::exp: a libm call here would spill every live vector register.
+    // exp(0) is exactly 1; the first tile (m = -inf) gives 2^-126 times a zero accumulator.
+    corr[r] = S::First(S::Exp(S::Set1(m[r] - m_new)));
     const V mv = S::Set1(m_new);
     V psum = S::Zero();
     for (int gi = 0; gi < kGroups; ++gi) {

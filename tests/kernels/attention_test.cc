@@ -12,6 +12,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -347,7 +348,8 @@ TEST(AttentionKernelsTest, AgreeOnPartialKvRanges) {
 
 // ---- Timings (run with --gtest_also_run_disabled_tests) --------------------------------------
 
-double MedianMicros(const Fixture& f, ThreadPool& pool, int reps) {
+// Median and minimum wall time of `reps` calls, in microseconds.
+std::pair<double, double> Micros(const Fixture& f, ThreadPool& pool, int reps) {
   std::vector<double> times;
   for (int i = 0; i < reps; ++i) {
     const auto start = std::chrono::steady_clock::now();
@@ -357,21 +359,28 @@ double MedianMicros(const Fixture& f, ThreadPool& pool, int reps) {
             .count());
   }
   std::sort(times.begin(), times.end());
-  return times[times.size() / 2];
+  return {times[times.size() / 2], times[0]};
 }
 
 TEST(AttentionTest, DISABLED_Timings) {
   // 9 heads, 3 kv heads, head_dim 64 (SmolLM2-135M's attention shape).
+  IsaRestorer restore;
   const Fixture decode512({{512, 1}}, 9, 3, 64, 16, 1);
   const Fixture decode2048({{2048, 1}}, 9, 3, 64, 16, 2);
   const Fixture prefill512({{512, 512}}, 9, 3, 64, 16, 3);
-  for (int threads : {1, 2}) {
-    ThreadPool pool(threads);
-    std::printf("threads=%d isa=%s  decode ctx 512: %.1f us  decode ctx 2048: %.1f us  "
-                "prefill 512: %.1f us\n",
-                threads, std::string(IsaName(ActiveIsa())).c_str(),
-                MedianMicros(decode512, pool, 2001), MedianMicros(decode2048, pool, 1001),
-                MedianMicros(prefill512, pool, 51));
+  for (Isa isa : Paths()) {
+    if (isa == Isa::kScalar) continue;
+    ASSERT_TRUE(SetIsaForTesting(isa));
+    for (int threads : {1, 2}) {
+      ThreadPool pool(threads);
+      const auto [d512, d512_min] = Micros(decode512, pool, 2001);
+      const auto [d2048, d2048_min] = Micros(decode2048, pool, 1001);
+      const auto [p512, p512_min] = Micros(prefill512, pool, 31);
+      std::printf("%-6s threads=%d  decode ctx 512: %7.1f us (min %7.1f)  decode ctx 2048: "
+                  "%7.1f us (min %7.1f)  prefill 512: %8.1f us (min %8.1f)\n",
+                  std::string(IsaName(isa)).c_str(), threads, d512, d512_min, d2048, d2048_min,
+                  p512, p512_min);
+    }
   }
 }
 
