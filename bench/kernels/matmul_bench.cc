@@ -162,6 +162,7 @@ void BM_ModelMatmuls(benchmark::State& state) {
 BENCHMARK(BM_ModelMatmuls)
     ->Args({1, 1})
     ->Args({1, 2})
+    ->Args({512, 1})
     ->Args({512, 2})
     ->UseRealTime()
     ->Unit(benchmark::kMillisecond);
