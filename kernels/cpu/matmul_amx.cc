@@ -116,6 +116,20 @@ void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, Scratch& 
               static_cast<size_t>(r0 + (r < count ? r : 0)) * w.row_stride_bytes;
   }
   const __m512i low4 = _mm512_set1_epi8(0x0F);
+  // Byte offsets of the rows from row r0 (for the scale gathers); rows past count are masked off
+  // and get zero scales.
+  __m512i row_offsets[2];
+  __mmask16 valid[2];
+  for (int half = 0; half < 2; ++half) {
+    alignas(64) int32_t offsets[kTile];
+    for (int i = 0; i < kTile; ++i) {
+      offsets[i] = static_cast<int32_t>((half * kTile + i) * static_cast<int64_t>(w.row_stride_bytes));
+    }
+    row_offsets[half] = _mm512_load_si512(offsets);
+    const int in_half = std::clamp(count - half * kTile, 0, kTile);
+    valid[half] = static_cast<__mmask16>(in_half >= 16 ? 0xffff : (1u << in_half) - 1);
+  }
+  if constexpr (Q != QType::kQ4_1) std::fill(s.m.begin(), s.m.end(), 0.0f);
   for (int64_t b = 0; b < nb; ++b) {
     const int64_t blk = b * kBlockBytes<Q>;
     for (int half = 0; half < 2; ++half) {
@@ -143,19 +157,16 @@ void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, Scratch& 
         }
       }
     }
-    for (int r = 0; r < kStep; ++r) {
-      float d = 0.0f, m = 0.0f;
-      if (r < count) {
-        uint16_t h;
-        std::memcpy(&h, rows[r] + blk, 2);
-        d = _cvtsh_ss(h);
-        if constexpr (Q == QType::kQ4_1) {
-          std::memcpy(&h, rows[r] + blk + 2, 2);
-          m = _cvtsh_ss(h);
-        }
+    // Scales: one dword gather per 16 rows reads (d, m) (or d and two qs bytes) at the block start.
+    for (int half = 0; half < 2; ++half) {
+      const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid[half],
+                                                      row_offsets[half], rows[0] + blk, 1);
+      _mm512_storeu_ps(s.d.data() + b * kStep + half * kTile,
+                       _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
+      if constexpr (Q == QType::kQ4_1) {
+        _mm512_storeu_ps(s.m.data() + b * kStep + half * kTile,
+                         _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16))));
       }
-      s.d[b * kStep + r] = d;
-      s.m[b * kStep + r] = m;
     }
   }
 }

@@ -52,9 +52,96 @@ const uint8_t* RowPtr(const Weight& w, int64_t r) {
 // ------------------------------------------------------------------------------------------------
 // Activation quantization (bit-exact with ggml's x86 quantize_row_q8_1, see quantize.h).
 
+// Lane b of the result = op-reduction of the 16 lanes of v[b], for 16 vectors (a transposing
+// reduction tree: 15 ops + 30 shuffles, instead of 16 separate horizontal reductions).
+template <typename Op>
+inline __m512 Reduce16(const __m512 v[16], Op op) {
+  __m512 w1[8], w2[4], w3[2];
+  for (int k = 0; k < 8; ++k) {  // lanes 0-7: vector 2k, 8-15: 2k + 1
+    w1[k] = op(_mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0x44),
+               _mm512_shuffle_f32x4(v[2 * k], v[2 * k + 1], 0xEE));
+  }
+  for (int k = 0; k < 4; ++k) {  // 128-bit chunk c: vector 4k + c
+    w2[k] = op(_mm512_shuffle_f32x4(w1[2 * k], w1[2 * k + 1], 0x88),
+               _mm512_shuffle_f32x4(w1[2 * k], w1[2 * k + 1], 0xDD));
+  }
+  for (int k = 0; k < 2; ++k) {  // chunk c: lanes 0-1 vector 8k + c, lanes 2-3 vector 8k + 4 + c
+    w3[k] = op(_mm512_shuffle_ps(w2[2 * k], w2[2 * k + 1], 0x44),
+               _mm512_shuffle_ps(w2[2 * k], w2[2 * k + 1], 0xEE));
+  }
+  // Lane 4c + e now holds vector c + 4e; put vector b in lane b.
+  const __m512 r = op(_mm512_shuffle_ps(w3[0], w3[1], 0x88), _mm512_shuffle_ps(w3[0], w3[1], 0xDD));
+  const __m512i perm = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+  return _mm512_permutexvar_ps(perm, r);
+}
+
+// One block, as ggml's x86 quantize_row_q8_1 computes it.
+inline void QuantizeBlockAvx512(const float* x, int8_t* qs, float* d_out, float* s_out,
+                                int32_t* sum_out) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  const __m512 v0 = _mm512_loadu_ps(x);
+  const __m512 v1 = _mm512_loadu_ps(x + 16);
+  const __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
+  const float amax = _mm512_reduce_max_ps(m);
+  const float d = amax / 127.0f;
+  const __m512 vid = _mm512_set1_ps(amax != 0.0f ? 127.0f / amax : 0.0f);
+  const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, vid),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, vid),
+                                              _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs), _mm512_cvtsepi32_epi8(q0));
+  _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + 16), _mm512_cvtsepi32_epi8(q1));
+  const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
+  *d_out = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
+  *s_out = _cvtsh_ss(_cvtss_sh(d * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT));
+  *sum_out = sum;
+}
+
+// Up to sixteen blocks at once (count <= 16): the per-block scalar steps (amax, the two
+// divisions, fp16 rounding, the sum) become vector steps over 16 blocks. Same arithmetic, so the
+// same bits as QuantizeRowQ8_1.
+inline void Quantize16BlocksAvx512(const float* x, int count, int8_t* qs, float* d_out,
+                                   float* s_out, int32_t* sum_out) {
+  const __m512 sign = _mm512_set1_ps(-0.0f);
+  __m512 v[16];
+  for (int b = 0; b < 16; ++b) {
+    v[b] = b < count ? _mm512_max_ps(_mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * 32)),
+                                     _mm512_andnot_ps(sign, _mm512_loadu_ps(x + b * 32 + 16)))
+                     : _mm512_setzero_ps();
+  }
+  const __m512 amax = Reduce16(v, [](__m512 a, __m512 b) { return _mm512_max_ps(a, b); });
+  const __m512 d = _mm512_div_ps(amax, _mm512_set1_ps(127.0f));
+  const __mmask16 nonzero = _mm512_cmp_ps_mask(amax, _mm512_setzero_ps(), _CMP_NEQ_OQ);
+  alignas(64) float id[16];
+  _mm512_store_ps(id, _mm512_maskz_div_ps(nonzero, _mm512_set1_ps(127.0f), amax));
+  for (int b = 0; b < 16; ++b) {
+    if (b >= count) {
+      v[b] = _mm512_setzero_ps();
+      continue;
+    }
+    const __m512 vid = _mm512_set1_ps(id[b]);
+    const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(_mm512_loadu_ps(x + b * 32), vid),
+                                                _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512i q1 = _mm512_cvt_roundps_epi32(
+        _mm512_mul_ps(_mm512_loadu_ps(x + b * 32 + 16), vid),
+        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * 32), _mm512_cvtsepi32_epi8(q0));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * 32 + 16), _mm512_cvtsepi32_epi8(q1));
+    v[b] = _mm512_castsi512_ps(_mm512_add_epi32(q0, q1));
+  }
+  const __m512i sum = _mm512_castps_si512(Reduce16(v, [](__m512 a, __m512 b) {
+    return _mm512_castsi512_ps(_mm512_add_epi32(_mm512_castps_si512(a), _mm512_castps_si512(b)));
+  }));
+  constexpr int kRne = _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC;
+  const __mmask16 valid = static_cast<__mmask16>(count >= 16 ? 0xffff : (1u << count) - 1);
+  _mm512_mask_storeu_ps(d_out, valid, _mm512_cvtph_ps(_mm512_cvtps_ph(d, kRne)));
+  const __m512 s = _mm512_mul_ps(d, _mm512_cvtepi32_ps(sum));
+  _mm512_mask_storeu_ps(s_out, valid, _mm512_cvtph_ps(_mm512_cvtps_ph(s, kRne)));
+  _mm512_mask_storeu_epi32(sum_out, valid, sum);
+}
+
 void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t t0, int64_t t1,
                         const QuantizedActs& a) {
-  const __m512 sign = _mm512_set1_ps(-0.0f);
   const size_t qs_bytes = a.d_offset;
   for (int64_t t = t0; t < t1; ++t) {
     const float* xr = x + t * ldx;
@@ -62,24 +149,13 @@ void QuantizeActsAvx512(const float* x, int64_t ldx, int64_t t0, int64_t t1,
     float* dd = a.d(t);
     float* ss = a.s(t);
     int32_t* sums = a.sum(t);
-    for (int64_t b = 0; b < a.nb; ++b) {
-      const __m512 v0 = _mm512_loadu_ps(xr + b * 32);
-      const __m512 v1 = _mm512_loadu_ps(xr + b * 32 + 16);
-      const __m512 m = _mm512_max_ps(_mm512_andnot_ps(sign, v0), _mm512_andnot_ps(sign, v1));
-      const float amax = _mm512_reduce_max_ps(m);
-      const float d = amax / 127.0f;
-      const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-      const __m512 vid = _mm512_set1_ps(id);
-      const __m512i q0 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v0, vid),
-                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512i q1 = _mm512_cvt_roundps_epi32(_mm512_mul_ps(v1, vid),
-                                                  _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * 32), _mm512_cvtsepi32_epi8(q0));
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(qs + b * 32 + 16), _mm512_cvtsepi32_epi8(q1));
-      const int sum = _mm512_reduce_add_epi32(_mm512_add_epi32(q0, q1));
-      dd[b] = _cvtsh_ss(_cvtss_sh(d, _MM_FROUND_TO_NEAREST_INT));
-      ss[b] = _cvtsh_ss(_cvtss_sh(d * static_cast<float>(sum), _MM_FROUND_TO_NEAREST_INT));
-      sums[b] = sum;
+    for (int64_t b = 0; b < a.nb; b += 16) {
+      const int count = static_cast<int>(std::min<int64_t>(16, a.nb - b));
+      if (count == 1) {
+        QuantizeBlockAvx512(xr + b * 32, qs + b * 32, dd + b, ss + b, sums + b);
+      } else {
+        Quantize16BlocksAvx512(xr + b * 32, count, qs + b * 32, dd + b, ss + b, sums + b);
+      }
     }
     // Zero the padding so kernels that read whole vectors past the last block see zeros.
     std::memset(qs + a.cols, 0, qs_bytes - static_cast<size_t>(a.cols));
