@@ -1,12 +1,19 @@
-// The matmul driver: prepares the activations once per call, picks the inner loops for the
-// active instruction set, and splits the weight rows across the thread pool.
+// The matmul driver: picks the inner loops for the active instruction set, prepares the
+// activations once per call, and splits the weight rows across the thread pool.
+//
+// Kernel choice: AMX-INT8 tiles for n >= kAmxMinTokens where the CPU and OS allow them (prefill),
+// otherwise the widest of AVX-512 VNNI / AVX2 / scalar that has the weight type (matmul_kernels.h).
+//
+// Activations: quantized per 32-block exactly as ggml does (or rounded to half / bfloat16), then
+// laid out the way each chosen kernel wants (Kernel::pack), all before the row work starts;
+// inline for a few tokens, split over tokens across the pool for many. MatMulShared does this
+// once for all its weights.
 //
 // Work split: rows are cut into one contiguous range per thread, aligned to kRowAlign so each
 // kernel's row tiles stay whole; every thread runs all n tokens for its rows, so each weight byte
-// is read by one thread once per call (decode is bound by weight bandwidth). Activations are
-// quantized (or rounded to half) before the row work starts: inline for a few tokens, split over
-// tokens across the pool for many. MatMulShared lays the rows of all its weights end to end and
-// splits that combined range, so Q/K/V or gate/up run as one parallel region.
+// is read by one thread once per call (decode is bound by weight bandwidth). MatMulShared lays
+// the rows of all its weights end to end and splits that combined range, so Q/K/V or gate/up run
+// as one parallel region.
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>

@@ -18,9 +18,12 @@
 // Q8_0, "pairs": two blocks' qs side by side in a zmm (ymm load + insert), flipped to unsigned
 // with xor 0x80 for vpdpbusd (u8 x s8); the lanes start at -128 * sum(q_x) to undo the flip.
 //
-// Every kernel computes a tile of R rows x T tokens per pass over the row's groups, so each
-// weight vector is unpacked once per T tokens; decode (n = 1) uses R = 4 rows, prefill R x T = 4x4.
-// Tokens are walked in chunks whose packed activations stay in L2 while the rows stream by.
+// The packed activations are built once per call by the driver (Kernel::pack) and shared by all
+// threads. Every kernel computes a tile of R rows x T tokens per pass over the row's groups, so
+// each weight vector is unpacked once per T tokens; decode (n = 1) uses R = 4 rows, larger n
+// R x T = 4 x 4 (with AMX, matmul_amx.cc takes n >= 16). Tokens are walked in chunks whose packed
+// activations stay in L2 while the rows stream by, and each row stream prefetches ahead.
+
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_* temporaries.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
