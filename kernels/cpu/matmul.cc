@@ -17,6 +17,7 @@
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <cstring>
 
@@ -40,6 +41,35 @@ constexpr int64_t kRowAlign = 32;
 constexpr int64_t kParallelPrepTokens = 8;
 
 size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
+
+// A vector that stays on the stack up to N elements: decode makes a few hundred matmul calls per
+// token, and none of them should allocate.
+template <typename T, size_t N>
+class SmallVector {
+ public:
+  void push_back(const T& v) {
+    if (size_ < N) {
+      inline_[size_] = v;
+    } else {
+      if (heap_.empty()) heap_.assign(inline_.begin(), inline_.end());
+      heap_.push_back(v);
+    }
+    ++size_;
+  }
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  T& operator[](size_t i) { return size_ <= N ? inline_[i] : heap_[i]; }
+  const T& operator[](size_t i) const { return size_ <= N ? inline_[i] : heap_[i]; }
+  T* begin() { return size_ <= N ? inline_.data() : heap_.data(); }
+  T* end() { return begin() + size_; }
+  const T* begin() const { return size_ <= N ? inline_.data() : heap_.data(); }
+  const T* end() const { return begin() + size_; }
+
+ private:
+  std::array<T, N> inline_{};
+  std::vector<T> heap_;
+  size_t size_ = 0;
+};
 
 enum class ActKind { kF32, kHalf, kBf16, kQuant };
 
@@ -180,8 +210,8 @@ class PreparedActs {
   int64_t n_;
   int64_t cols_;
   bool need_[4] = {false, false, false, false};
-  std::vector<Pack> packs_;
-  std::vector<User> users_;
+  SmallVector<Pack, 4> packs_;
+  SmallVector<User, 4> users_;
   Acts acts_;
   uint8_t* base_ = nullptr;
   uint16_t* half_ = nullptr;
@@ -250,8 +280,7 @@ void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, 
     int user;
     int64_t units;
   };
-  std::vector<Segment> segments;
-  segments.reserve(ws.size());
+  SmallVector<Segment, 4> segments;
   int64_t total_units = 0;
   for (size_t i = 0; i < ws.size(); ++i) {
     const Weight& w = ws[i];
