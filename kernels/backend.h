@@ -69,7 +69,8 @@ class Backend {
  public:
   virtual ~Backend() = default;
 
-  /// Memory the backend's ops can address, zero-filled, aligned to at least 64 bytes.
+  /// Memory the backend's ops can address, zero-filled, aligned to at least 64 bytes; null when
+  /// the memory is not available.
   virtual Buffer Allocate(size_t bytes) = 0;
 
   /// y[n, w.rows] = x[n, w.cols] · wᵀ. Activations may be quantized internally (as llama.cpp

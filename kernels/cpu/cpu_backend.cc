@@ -2,6 +2,9 @@
 // kernels/cpu/matmul.h) with the backend's thread pool.
 #include "kernels/cpu/cpu_backend.h"
 
+#include <sys/mman.h>
+
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <new>
@@ -14,6 +17,7 @@ namespace saola::kernels::cpu {
 namespace {
 
 constexpr size_t kAlignment = 64;
+constexpr size_t kMapThreshold = size_t{1} << 20;
 
 int ResolveThreads(int num_threads) {
   if (num_threads > 0) return num_threads;
@@ -26,11 +30,19 @@ int ResolveThreads(int num_threads) {
 CpuBackend::CpuBackend(int num_threads) : pool_(ResolveThreads(num_threads)) {}
 
 Buffer CpuBackend::Allocate(size_t bytes) {
+  // Large buffers (the KV cache, activations) come straight from the kernel as zero pages that
+  // are only backed once written, so a KV cache sized for the whole context costs resident memory
+  // only for the tokens actually stored. Small ones come from the heap.
+  if (bytes >= kMapThreshold) {
+    void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED) return nullptr;
+    return Buffer(p, [bytes](void* q) { munmap(q, bytes); });
+  }
   // aligned_alloc wants a size that is a multiple of the alignment (and not 0).
-  const size_t rounded = (bytes + kAlignment - 1) / kAlignment * kAlignment;
-  void* p = std::aligned_alloc(kAlignment, rounded == 0 ? kAlignment : rounded);
-  if (p == nullptr) throw std::bad_alloc();
-  std::memset(p, 0, rounded == 0 ? kAlignment : rounded);
+  const size_t rounded = std::max(kAlignment, (bytes + kAlignment - 1) / kAlignment * kAlignment);
+  void* p = std::aligned_alloc(kAlignment, rounded);
+  if (p == nullptr) return nullptr;
+  std::memset(p, 0, rounded);
   return Buffer(p, [](void* q) { std::free(q); });
 }
 

@@ -33,7 +33,6 @@ LlamaModel::LlamaModel(kernels::Backend& backend, ModelConfig config, LlamaWeigh
   proj_ = floats(n * config_.hidden_dim);
   gate_ = floats(n * s.ffn_dim);
   up_ = floats(n * s.ffn_dim);
-  selected_ = floats(n * config_.hidden_dim);
 }
 
 absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& file,
@@ -47,8 +46,13 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& fil
   }
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(file));
   ASSIGN_OR_RETURN(LlamaWeights weights, LoadLlamaWeights(file, config, options.shard));
-  return std::unique_ptr<LlamaModel>(
+  auto model = std::unique_ptr<LlamaModel>(
       new LlamaModel(backend, std::move(config), std::move(weights), options));
+  for (const kernels::Buffer* b : {&model->x_, &model->h_, &model->q_, &model->k_, &model->v_,
+                                   &model->attn_, &model->proj_, &model->gate_, &model->up_}) {
+    if (*b == nullptr) return absl::ResourceExhaustedError("model: out of memory for activations");
+  }
+  return model;
 }
 
 KvCacheStorage::Shape LlamaModel::KvShape(int32_t num_blocks, int32_t block_size) const {
@@ -190,18 +194,24 @@ absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batc
     RETURN_IF_ERROR(RunLayer(l, n, kv, next_norm));
   }
 
-  // Final norm and the vocabulary projection, only for the rows that need logits.
+  // Final norm and the vocabulary projection, only for the rows that need logits. The last layer
+  // ends with a plain residual add, so h_ is free to hold the selected rows.
   const int64_t m = static_cast<int64_t>(logit_rows_.size());
   if (m == 0) return std::span<const float>();
+  float* selected = F(h_);
   for (int64_t i = 0; i < m; ++i) {
-    std::memcpy(F(selected_) + i * dim, F(x_) + logit_rows_[i] * dim, dim * sizeof(float));
+    std::memcpy(selected + i * dim, F(x_) + logit_rows_[i] * dim, dim * sizeof(float));
   }
-  backend_.RmsNorm(F(selected_), weights_.output_norm, m, dim, config_.rms_norm_eps, F(selected_));
+  backend_.RmsNorm(selected, weights_.output_norm, m, dim, config_.rms_norm_eps, selected);
   if (static_cast<size_t>(m) > logits_capacity_) {
     logits_ = backend_.Allocate(size_t(m) * config_.vocab_size * sizeof(float));
+    if (logits_ == nullptr) {
+      logits_capacity_ = 0;
+      return absl::ResourceExhaustedError("model: out of memory for logits");
+    }
     logits_capacity_ = m;
   }
-  backend_.MatMul(weights_.output, F(selected_), m, F(logits_));
+  backend_.MatMul(weights_.output, selected, m, F(logits_));
   return std::span<const float>(F(logits_), size_t(m) * config_.vocab_size);
 }
 

@@ -65,7 +65,6 @@ class LlamaModel {
 
   // Activations, sized for max_batch_tokens rows.
   kernels::Buffer x_, h_, q_, k_, v_, attn_, proj_, gate_, up_;
-  kernels::Buffer selected_;  // rows that need logits, normed
   kernels::Buffer logits_;
   size_t logits_capacity_ = 0;  // rows
 };
