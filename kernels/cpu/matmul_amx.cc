@@ -12,8 +12,9 @@
 // block the C tiles go to memory, and the vector units fold the *previous two* blocks (their tile
 // stores have landed by then) into a float accumulator in L1:
 //   acc[t][r] += cvt(C[t][r]) * d_x[t] * d_w[r]  (+ Q4_1's s[t] * m_w[r]).
-// The fold (3-4 vector ops per 16 products) is the bound, ~10x fewer ops per multiply-add than
-// the VNNI GEMM.
+// The fold is rows::Fold, the same canonical order as the AVX-512 VNNI kernel, so both give
+// bit-identical results (matmul_rows_avx512.h); it (3-4 vector ops per 16 x 32 multiply-adds) is
+// the bound.
 //
 // The tile state is configured at the start of every call and released at the end, so threads
 // that never reach this path never carry the 8 KB AMX state. The config is written with inline
@@ -29,7 +30,7 @@
 #include <vector>
 
 #include "kernels/cpu/matmul_kernels.h"
-#include "kernels/cpu/quantize.h"
+#include "kernels/cpu/matmul_rows_avx512.h"
 
 namespace saola::kernels::cpu::internal {
 namespace {
@@ -66,10 +67,7 @@ void ConfigureTiles() {
   asm volatile("ldtilecfg %0" : : "m"(cfg) : "memory");
 }
 
-enum class QType { kQ8_0, kQ4_0, kQ4_1 };
-
-template <QType Q>
-constexpr int kBlockBytes = Q == QType::kQ8_0 ? 34 : (Q == QType::kQ4_0 ? 18 : 20);
+using rows::QType;
 
 // Per-thread buffers.
 struct Scratch {
@@ -81,33 +79,9 @@ struct Scratch {
   std::vector<float> acc;     // [32 tokens][32 rows]
 };
 
-// Four 128-bit pieces of 16 rows, one per zmm lane: z[i] lane L = piece of row i + 4 L; after the
-// 4 x 4 dword transpose inside each lane, out[j] holds dword j of rows 0..15 in order.
-inline void Transpose4x4Lanes(const __m512i z[4], __m512i out[4]) {
-  const __m512i t0 = _mm512_unpacklo_epi32(z[0], z[1]);
-  const __m512i t1 = _mm512_unpackhi_epi32(z[0], z[1]);
-  const __m512i t2 = _mm512_unpacklo_epi32(z[2], z[3]);
-  const __m512i t3 = _mm512_unpackhi_epi32(z[2], z[3]);
-  out[0] = _mm512_unpacklo_epi64(t0, t2);
-  out[1] = _mm512_unpackhi_epi64(t0, t2);
-  out[2] = _mm512_unpacklo_epi64(t1, t3);
-  out[3] = _mm512_unpackhi_epi64(t1, t3);
-}
-
-// Loads 16 bytes at offset `off` of block b of the 16 rows into the lane order above.
-inline void LoadPieces(const uint8_t* const rows[kTile], int64_t off, __m512i z[4]) {
-  for (int i = 0; i < 4; ++i) {
-    __m512i v = _mm512_castsi128_si512(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + off)));
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4] + off)), 1);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 8] + off)), 2);
-    v = _mm512_inserti32x4(v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 12] + off)), 3);
-    z[i] = v;
-  }
-}
-
 // Unpacks rows [r0, r0 + count) (count <= 32) of w into s: per block, two VNNI tiles (rows 0-15,
-// 16-31: B[k4][row][4] = elements 4 k4 .. 4 k4 + 3 of the row) and the row scales. Missing rows
-// read row r0 (any valid row) and get zero scales, so they contribute nothing.
+// 16-31: B[k4][row][4] = elements 4 k4 .. 4 k4 + 3 of the row; signed for tdpbssd except Q4_1's
+// nibbles for tdpbsud) and the row scales. Missing rows read row r0 and get zero scales.
 template <QType Q>
 void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, Scratch& s) {
   const uint8_t* rows[kStep];
@@ -115,58 +89,20 @@ void UnpackWeights(const Weight& w, int64_t r0, int count, int64_t nb, Scratch& 
     rows[r] = static_cast<const uint8_t*>(w.data) +
               static_cast<size_t>(r0 + (r < count ? r : 0)) * w.row_stride_bytes;
   }
-  const __m512i low4 = _mm512_set1_epi8(0x0F);
-  // Byte offsets of the rows from row r0 (for the scale gathers); rows past count are masked off
-  // and get zero scales.
-  __m512i row_offsets[2];
-  __mmask16 valid[2];
+  rows::RowGather g[2];
   for (int half = 0; half < 2; ++half) {
-    alignas(64) int32_t offsets[kTile];
-    for (int i = 0; i < kTile; ++i) {
-      offsets[i] = static_cast<int32_t>((half * kTile + i) * static_cast<int64_t>(w.row_stride_bytes));
-    }
-    row_offsets[half] = _mm512_load_si512(offsets);
-    const int in_half = std::clamp(count - half * kTile, 0, kTile);
-    valid[half] = static_cast<__mmask16>(in_half >= 16 ? 0xffff : (1u << in_half) - 1);
+    g[half] = rows::MakeRowGather(w.row_stride_bytes, std::clamp(count - half * kTile, 0, kTile));
   }
-  if constexpr (Q != QType::kQ4_1) std::fill(s.m.begin(), s.m.end(), 0.0f);
   for (int64_t b = 0; b < nb; ++b) {
-    const int64_t blk = b * kBlockBytes<Q>;
     for (int half = 0; half < 2; ++half) {
-      const uint8_t* const* hr = rows + half * kTile;
+      __m512i v[8];
+      rows::UnpackBlock<Q, false>(rows + half * kTile, b, v);
       uint8_t* out = s.b.data() + (b * 2 + half) * 512;
-      __m512i z[4], o[4];
-      if constexpr (Q == QType::kQ8_0) {
-        for (int part = 0; part < 2; ++part) {
-          LoadPieces(hr, blk + 2 + part * 16, z);
-          Transpose4x4Lanes(z, o);
-          for (int j = 0; j < 4; ++j) _mm512_storeu_si512(out + (part * 4 + j) * 64, o[j]);
-        }
-      } else {
-        LoadPieces(hr, blk + (Q == QType::kQ4_0 ? 2 : 4), z);
-        Transpose4x4Lanes(z, o);
-        for (int j = 0; j < 4; ++j) {
-          __m512i lo = _mm512_and_si512(o[j], low4);
-          __m512i hi = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), low4);
-          if constexpr (Q == QType::kQ4_0) {
-            lo = _mm512_sub_epi8(lo, _mm512_set1_epi8(8));
-            hi = _mm512_sub_epi8(hi, _mm512_set1_epi8(8));
-          }
-          _mm512_storeu_si512(out + j * 64, lo);
-          _mm512_storeu_si512(out + (4 + j) * 64, hi);
-        }
-      }
-    }
-    // Scales: one dword gather per 16 rows reads (d, m) (or d and two qs bytes) at the block start.
-    for (int half = 0; half < 2; ++half) {
-      const __m512i raw = _mm512_mask_i32gather_epi32(_mm512_setzero_si512(), valid[half],
-                                                      row_offsets[half], rows[0] + blk, 1);
-      _mm512_storeu_ps(s.d.data() + b * kStep + half * kTile,
-                       _mm512_cvtph_ps(_mm512_cvtepi32_epi16(raw)));
-      if constexpr (Q == QType::kQ4_1) {
-        _mm512_storeu_ps(s.m.data() + b * kStep + half * kTile,
-                         _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_srli_epi32(raw, 16))));
-      }
+      for (int k = 0; k < 8; ++k) _mm512_storeu_si512(out + k * 64, v[k]);
+      __m512 dw, mw;
+      rows::GatherScales<Q>(rows[half * kTile], b, g[half], &dw, &mw);
+      _mm512_storeu_ps(s.d.data() + b * kStep + half * kTile, dw);
+      _mm512_storeu_ps(s.m.data() + b * kStep + half * kTile, mw);
     }
   }
 }
@@ -221,11 +157,8 @@ inline void Fold(float* acc, const int32_t* c, int64_t b, const float* d_rows,
       __m512 v = kFirst ? _mm512_setzero_ps() : _mm512_load_ps(a);
       for (int i = 0; i < count; ++i) {
         const int32_t* tile = c + i * 1024 + (th * 2 + rh) * 256 + (t % kTile) * 16;
-        const __m512 cv = _mm512_cvtepi32_ps(_mm512_load_si512(tile));
-        v = _mm512_fmadd_ps(cv, _mm512_mul_ps(dw[i], _mm512_set1_ps(dx[(b + i) * kStep + t])), v);
-        if constexpr (Q == QType::kQ4_1) {
-          v = _mm512_fmadd_ps(mw[i], _mm512_set1_ps(sx[(b + i) * kStep + t]), v);
-        }
+        v = rows::Fold<Q>(v, _mm512_load_si512(tile), dw[i], mw[i], dx[(b + i) * kStep + t],
+                          sx[(b + i) * kStep + t]);
       }
       _mm512_store_ps(a, v);
     }

@@ -1,12 +1,12 @@
 // AVX2 + FMA + F16C matmul kernels (compiled with -mavx2 -mfma -mf16c), for CPUs without
 // AVX-512 VNNI.
 //
-// Integer dots follow ggml's AVX2 recipe, one 32-element block per ymm: vpmaddubsw (u8 x s8 ->
-// s16 pairs, which cannot saturate for nibble weights or |w| <= 128 with the sign trick) then
-// vpmaddwd with ones into 8 int32 lanes, converted and scaled by d_w * d_x. Tiles of R rows x T
-// tokens reuse each unpacked weight block for T tokens and each activation block for R rows.
-// Q4_0's "- 8" and Q4_1's "+ m" are applied per block as scalars against precomputed per-token
-// terms (8 * d_x * sum(q_x) and s), which keeps the vector work identical for both.
+// Quantized weights run "rows in lanes" like the AVX-512 kernels (matmul_rows_avx512.h): 8 weight
+// rows per ymm, each 32-element block transposed in registers into the VNNI layout, and the exact
+// block dots from vpmaddubsw (u8 x s8 pairs: nibble weights, or |w| with the sign moved onto x for
+// Q8_0; neither can saturate) and vpmaddwd. The fold into float is the canonical one, so the
+// results equal the AVX-512 / AMX / scalar paths bit for bit. Float weights use tiles of 4 rows x
+// 2 tokens of FMAs.
 #include <immintrin.h>
 
 #include <algorithm>
@@ -99,124 +99,177 @@ void ToF16Avx2(const float* x, uint16_t* out, int64_t count) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Quantized weights.
+// Quantized weights, rows in lanes: 8 weight rows per ymm (see matmul_rows_avx512.h for the idea
+// and the canonical fold; the per-lane float ops here are the same, so results are bit-identical
+// to the AVX-512, AMX and scalar paths).
 
 enum class QType { kQ8_0, kQ4_0, kQ4_1 };
 
 template <QType Q>
 constexpr int kBlockBytes = Q == QType::kQ8_0 ? 34 : (Q == QType::kQ4_0 ? 18 : 20);
 
-// Unpacks one weight block to 32 bytes in element order; for Q8_0 returns |w| and sets *sign_src.
 template <QType Q>
-inline __m256i LoadBlock(const uint8_t* blk, __m256i* sign_src) {
+constexpr int kQsOffset = Q == QType::kQ4_1 ? 4 : 2;
+
+constexpr int kLanes = 8;  // rows per ymm
+
+// out[j] (j < 4) lane r = dword j of the 16 bytes at `off` of row r (8 rows): 4 loads, 4
+// inserts and a 4 x 4 dword transpose inside each 128-bit half (half h holds rows 4h..4h+3).
+inline void LoadTransposed(const uint8_t* const rows[kLanes], int64_t off, __m256i out[4]) {
+  __m256i z[4];
+  for (int i = 0; i < 4; ++i) {
+    z[i] = _mm256_inserti128_si256(
+        _mm256_castsi128_si256(_mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i] + off))),
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(rows[i + 4] + off)), 1);
+  }
+  const __m256i t0 = _mm256_unpacklo_epi32(z[0], z[1]);
+  const __m256i t1 = _mm256_unpackhi_epi32(z[0], z[1]);
+  const __m256i t2 = _mm256_unpacklo_epi32(z[2], z[3]);
+  const __m256i t3 = _mm256_unpackhi_epi32(z[2], z[3]);
+  out[0] = _mm256_unpacklo_epi64(t0, t2);
+  out[1] = _mm256_unpackhi_epi64(t0, t2);
+  out[2] = _mm256_unpacklo_epi64(t1, t3);
+  out[3] = _mm256_unpackhi_epi64(t1, t3);
+}
+
+// Block b of 8 rows in the VNNI layout (lane r of out[k] = elements 4k..4k+3 of row r): Q4 as
+// unsigned nibbles, Q8_0 as |w| (with *sign = w for the sign trick).
+template <QType Q>
+inline void UnpackBlock(const uint8_t* const rows[kLanes], int64_t b, __m256i out[8],
+                        __m256i sign[8]) {
+  const int64_t off = b * kBlockBytes<Q> + kQsOffset<Q>;
   if constexpr (Q == QType::kQ8_0) {
-    const __m256i w = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2));
-    *sign_src = w;
-    return _mm256_sign_epi8(w, w);
+    LoadTransposed(rows, off, sign);
+    LoadTransposed(rows, off + 16, sign + 4);
+    for (int k = 0; k < 8; ++k) out[k] = _mm256_sign_epi8(sign[k], sign[k]);
   } else {
-    constexpr int kQsOffset = Q == QType::kQ4_0 ? 2 : 4;
-    const __m128i q = _mm_loadu_si128(reinterpret_cast<const __m128i*>(blk + kQsOffset));
-    const __m256i both = _mm256_inserti128_si256(_mm256_castsi128_si256(q), _mm_srli_epi16(q, 4), 1);
-    return _mm256_and_si256(both, _mm256_set1_epi8(0x0F));
+    const __m256i low4 = _mm256_set1_epi8(0x0F);
+    __m256i o[4];
+    LoadTransposed(rows, off, o);
+    for (int j = 0; j < 4; ++j) {
+      out[j] = _mm256_and_si256(o[j], low4);
+      out[4 + j] = _mm256_and_si256(_mm256_srli_epi16(o[j], 4), low4);
+    }
   }
 }
 
-// Per-token, per-block scalars the Q4 kernels need besides d_x, packed once per call as
-// [token][block]: Q4_0: -8 * d_x * sum(q_x); Q4_1: s.
-size_t ExtrasBytes(const Acts& a, int64_t cols) {
-  return static_cast<size_t>(a.n * a.q.nb) * sizeof(float);
+// Block b's d_w (and m_w) of 8 rows: one dword gather at the block starts, fp16 halves widened.
+template <QType Q>
+inline void GatherScales(const uint8_t* row0, int64_t b, __m256i offsets, __m256i valid,
+                         __m256* d, __m256* m) {
+  const __m256i raw = _mm256_mask_i32gather_epi32(
+      _mm256_setzero_si256(), reinterpret_cast<const int*>(row0 + b * kBlockBytes<Q>), offsets,
+      valid, 1);
+  // Low (d) and high (m) 16-bit halves of each dword, packed to 8 halves each.
+  const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1,
+                                        4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
+  const __m256i packed = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(raw, pick), 0xD8);
+  *d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
+  *m = Q == QType::kQ4_1 ? _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1))
+                         : _mm256_setzero_ps();
+}
+
+// The 8 rows' exact dots of one block with one token.
+template <QType Q>
+inline __m256i BlockDot(const __m256i w[8], const __m256i sign[8], const int8_t* x,
+                        int32_t corr) {
+  const __m256i ones = _mm256_set1_epi16(1);
+  if constexpr (Q == QType::kQ8_0) {
+    __m256i isum = _mm256_set1_epi32(corr);
+    for (int k = 0; k < 8; ++k) {
+      int32_t xk;
+      std::memcpy(&xk, x + 4 * k, 4);
+      const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(xk), sign[k]);
+      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(w[k], xs), ones));
+    }
+    return isum;
+  } else {
+    // Nibble x int8 pairs are <= 3810 in magnitude, so 8 of them sum exactly in int16.
+    __m256i sum16 = _mm256_setzero_si256();
+    for (int k = 0; k < 8; ++k) {
+      int32_t xk;
+      std::memcpy(&xk, x + 4 * k, 4);
+      sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(xk)));
+    }
+    const __m256i isum = _mm256_madd_epi16(sum16, ones);
+    return Q == QType::kQ4_0 ? _mm256_add_epi32(isum, _mm256_set1_epi32(corr)) : isum;
+  }
 }
 
 template <QType Q>
-void PackExtras(const Acts& acts, int64_t cols, int64_t t0, int64_t t1, void* packed) {
-  const QuantizedActs& a = acts.q;
-  float* extra = static_cast<float*>(packed);
+inline __m256 Fold(__m256 acc, __m256i isum, __m256 dw, __m256 mw, float dx, float sx) {
+  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc);
+  if constexpr (Q == QType::kQ4_1) acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), acc);
+  return acc;
+}
+
+// Per token and block, Q4_0's integer correction -8 * sum(q_x) (nibbles are dotted unsigned).
+size_t CorrBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * a.q.nb) * sizeof(int32_t);
+}
+
+void PackCorrQ4_0(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  int32_t* corr = static_cast<int32_t*>(packed);
   for (int64_t t = t0; t < t1; ++t) {
-    for (int64_t b = 0; b < a.nb; ++b) {
-      float e = 0.0f;
-      if constexpr (Q == QType::kQ4_0) {
-        e = -8.0f * a.d(t)[b] * static_cast<float>(a.sum(t)[b]);
-      } else if constexpr (Q == QType::kQ4_1) {
-        e = a.s(t)[b];
-      }
-      extra[t * a.nb + b] = e;
-    }
+    for (int64_t b = 0; b < a.q.nb; ++b) corr[t * a.q.nb + b] = -8 * a.q.sum(t)[b];
   }
 }
 
-template <QType Q, int R, int T>
-inline void QuantTile(const uint8_t* const* rows, const QuantizedActs& a, int64_t t0,
-                      const float* extra, float* y, int64_t ldy) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  __m256 acc[R][T];
-  float acc_s[R][T];
-  for (int r = 0; r < R; ++r) {
+// T tokens from t0 against 8 rows.
+template <QType Q, int T>
+void RowTile(const uint8_t* const rows[kLanes], __m256i offsets, __m256i valid_lanes, int valid,
+             const QuantizedActs& a, int64_t t0, const int32_t* corr, float* y, int64_t ldy) {
+  const int64_t nb = a.nb;
+  __m256 acc[T];
+  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  for (int64_t b = 0; b < nb; ++b) {
+    for (int r = 0; r < kLanes; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + b * kBlockBytes<Q> + kPrefetchBytes),
+                   _MM_HINT_T0);
+    }
+    __m256i w[8], sign[8];
+    UnpackBlock<Q>(rows, b, w, sign);
+    __m256 dw, mw;
+    GatherScales<Q>(rows[0], b, offsets, valid_lanes, &dw, &mw);
     for (int t = 0; t < T; ++t) {
-      acc[r][t] = _mm256_setzero_ps();
-      acc_s[r][t] = 0.0f;
+      const int64_t tok = t0 + t;
+      const int32_t c = Q == QType::kQ4_0 ? corr[tok * nb + b] : 0;
+      const __m256i isum = BlockDot<Q>(w, sign, a.qs(tok) + b * 32, c);
+      acc[t] = Fold<Q>(acc[t], isum, dw, mw, a.d(tok)[b], a.s(tok)[b]);
     }
   }
-  const int8_t* xq[T];
-  const float* dx[T];
   for (int t = 0; t < T; ++t) {
-    xq[t] = a.qs(t0 + t);
-    dx[t] = a.d(t0 + t);
-  }
-  for (int64_t b = 0; b < a.nb; ++b) {
-    __m256i w[R], sign_src[R];
-    float dw[R], second[R];
-    for (int r = 0; r < R; ++r) {
-      const uint8_t* blk = rows[r] + b * kBlockBytes<Q>;
-      _mm_prefetch(reinterpret_cast<const char*>(blk + kPrefetchBytes), _MM_HINT_T0);
-      w[r] = LoadBlock<Q>(blk, &sign_src[r]);
-      dw[r] = HalfAt(blk);
-      second[r] = Q == QType::kQ4_1 ? HalfAt(blk + 2) : dw[r];
-    }
-    for (int t = 0; t < T; ++t) {
-      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(xq[t] + b * 32));
-      for (int r = 0; r < R; ++r) {
-        const __m256i xs = Q == QType::kQ8_0 ? _mm256_sign_epi8(x, sign_src[r]) : x;
-        const __m256i dot = _mm256_madd_epi16(_mm256_maddubs_epi16(w[r], xs), ones);
-        acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(dot), _mm256_set1_ps(dw[r] * dx[t][b]),
-                                    acc[r][t]);
-        if constexpr (Q != QType::kQ8_0) acc_s[r][t] += second[r] * extra[t * a.nb + b];
-      }
+    if (valid == kLanes) {
+      _mm256_storeu_ps(y + t * ldy, acc[t]);
+    } else {
+      _mm256_maskstore_ps(y + t * ldy, valid_lanes, acc[t]);
     }
   }
-  for (int r = 0; r < R; ++r) {
-    for (int t = 0; t < T; ++t) y[t * ldy + r] = HsumPs(acc[r][t]) + acc_s[r][t];
-  }
-}
-
-template <QType Q, int R>
-inline void QuantTokenTiles(const uint8_t* const* rows, const QuantizedActs& a, int64_t t0,
-                            int64_t count, const float* extra, float* y, int64_t ldy) {
-  // Q8_0 has no extras (null).
-  auto extra_at = [&](int64_t t) { return extra != nullptr ? extra + t * a.nb : nullptr; };
-  int64_t t = 0;
-  for (; t + kTokenTile <= count; t += kTokenTile) {
-    QuantTile<Q, R, kTokenTile>(rows, a, t0 + t, extra_at(t), y + t * ldy, ldy);
-  }
-  if (t < count) QuantTile<Q, R, 1>(rows, a, t0 + t, extra_at(t), y + t * ldy, ldy);
 }
 
 template <QType Q>
 void QuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
-  const float* extras = static_cast<const float*>(a.packed);
-  for (int64_t t0 = 0; t0 < a.n; t0 += kTokenChunk) {
-    const int64_t count = std::min(kTokenChunk, a.n - t0);
-    const float* extra = extras != nullptr ? extras + t0 * a.q.nb : nullptr;
-    float* yc = y + t0 * ldy;
-    int64_t r = r0;
-    for (; r + kRowTile <= r1; r += kRowTile) {
-      const uint8_t* rows[kRowTile];
-      for (int i = 0; i < kRowTile; ++i) rows[i] = RowPtr(w, r + i);
-      QuantTokenTiles<Q, kRowTile>(rows, a.q, t0, count, extra, yc + r, ldy);
+  const int32_t* corr = static_cast<const int32_t*>(a.packed);
+  for (int64_t r = r0; r < r1; r += kLanes) {
+    const int valid = static_cast<int>(std::min<int64_t>(kLanes, r1 - r));
+    const uint8_t* rows[kLanes];
+    alignas(32) int32_t offsets[kLanes];
+    alignas(32) int32_t lanes[kLanes];
+    for (int i = 0; i < kLanes; ++i) {
+      // Rows past the end read the first row; their lanes are never stored.
+      rows[i] = static_cast<const uint8_t*>(w.data) +
+                static_cast<size_t>(r + (i < valid ? i : 0)) * w.row_stride_bytes;
+      offsets[i] = static_cast<int32_t>(i * w.row_stride_bytes);
+      lanes[i] = i < valid ? -1 : 0;
     }
-    for (; r < r1; ++r) {
-      const uint8_t* rows[1] = {RowPtr(w, r)};
-      QuantTokenTiles<Q, 1>(rows, a.q, t0, count, extra, yc + r, ldy);
+    const __m256i off = _mm256_load_si256(reinterpret_cast<const __m256i*>(offsets));
+    const __m256i valid_lanes = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    float* yr = y + r;
+    int64_t t = 0;
+    for (; t + kTokenTile <= a.n; t += kTokenTile) {
+      RowTile<Q, kTokenTile>(rows, off, valid_lanes, valid, a.q, t, corr, yr + t * ldy, ldy);
     }
+    if (t < a.n) RowTile<Q, 1>(rows, off, valid_lanes, valid, a.q, t, corr, yr + t * ldy, ldy);
   }
 }
 
@@ -331,8 +384,8 @@ const IsaKernels& Avx2Kernels() {
     k.f16 = Kernel{FloatKernel<FloatKind::kF16>, WidenedBytes, PackWidened<FloatKind::kF16>};
     k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidened<FloatKind::kBF16>};
     k.q8_0 = Kernel{QuantKernel<QType::kQ8_0>};
-    k.q4_0 = Kernel{QuantKernel<QType::kQ4_0>, ExtrasBytes, PackExtras<QType::kQ4_0>};
-    k.q4_1 = Kernel{QuantKernel<QType::kQ4_1>, ExtrasBytes, PackExtras<QType::kQ4_1>};
+    k.q4_0 = Kernel{QuantKernel<QType::kQ4_0>, CorrBytes, PackCorrQ4_0};
+    k.q4_1 = Kernel{QuantKernel<QType::kQ4_1>};
     k.quantize = QuantizeActsAvx2;
     k.to_f16 = ToF16Avx2;
     return k;

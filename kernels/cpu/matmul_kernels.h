@@ -108,6 +108,10 @@ const IsaKernels& ScalarKernels();
 const IsaKernels& Avx2Kernels();    // defined in matmul_avx2.cc; call only on AVX2+FMA+F16C CPUs
 const IsaKernels& Avx512Kernels();  // defined in matmul_avx512.cc; call only on kAvx512 CPUs
 
+/// AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_1 (matmul_rows_avx512.cc); bit-identical to
+/// AmxKernel. Call only on kAvx512 CPUs.
+Kernel RowsAvx512Kernel(DType type);
+
 /// AMX-INT8 GEMM for many tokens (matmul_amx.cc). Returns an empty Kernel for types it does not
 /// handle. Call only when AmxUsable().
 Kernel AmxKernel(DType type);

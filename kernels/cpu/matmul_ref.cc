@@ -2,10 +2,12 @@
 // reference the tests hold every path to.
 //
 // Both compute ggml's formula for each (row, token): with activations quantized per 32-block
-// (qs, d; s = d * sum(qs) for Q8_1) and weight blocks (d_w, q_w[, m_w]),
+// (qs, d; s = d * sum(qs) for Q8_1) and weight blocks (d_w, q_w[, m_w]) -- the scalar path in the
+// canonical float order of matmul_rows_avx512.h, the reference in double --
 //   Q8_0, Q4_0:  sum_b d_w[b] * d_x[b] * sum_j q_w[b][j] * qs[b][j]          (Q4_0: q_w = nibble - 8)
 //   Q4_1:        sum_b d_w[b] * d_x[b] * sum_j nibble[b][j] * qs[b][j] + m_w[b] * s[b]
 // and for float weights the plain dot with x rounded to the weight's type (F16/BF16) first.
+#include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
@@ -50,12 +52,14 @@ void ScalarQuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, f
     for (int64_t t = 0; t < a.n; ++t) {
       const int8_t* qs = q.qs(t);
       const float* dx = q.d(t);
+      // The canonical order of matmul_rows_avx512.h, so this path is bit-identical to the
+      // AVX-512 and AMX ones.
       float acc = 0.0f;
       for (int64_t b = 0; b < q.nb; ++b) {
         const float d = Fp16ToFp32(blocks[b].d) * dx[b];
-        acc += d * static_cast<float>(DotBlock(blocks[b], qs + b * 32));
+        acc = std::fma(static_cast<float>(DotBlock(blocks[b], qs + b * 32)), d, acc);
         if constexpr (std::is_same_v<Block, BlockQ4_1>) {
-          acc += Fp16ToFp32(blocks[b].m) * q.s(t)[b];
+          acc = std::fma(Fp16ToFp32(blocks[b].m), q.s(t)[b], acc);
         }
       }
       y[t * ldy + r] = acc;
