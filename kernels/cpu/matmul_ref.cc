@@ -1,17 +1,35 @@
-// The portable scalar path of the matmul kernels, and MatMulReference, the double-precision
-// reference the tests hold every path to.
+// The portable scalar path of the matmul kernels, and MatMulReference, the reference the tests
+// hold every path to. Both follow llama.cpp's CPU arithmetic bit for bit (ggml-cpu/arch/x86/
+// quants.c as compiled with AVX2/AVX-512 VNNI and GCC's FMA contraction), so that Saola's logits
+// equal llama.cpp's; the fast paths must follow the same order.
 //
-// Both compute ggml's formula for each (row, token): with activations quantized per 32-block
-// (qs, d; s = d * sum(qs) for Q8_1) and weight blocks (d_w, q_w[, m_w]) -- the scalar path in the
-// canonical float order of matmul_rows_avx512.h, the reference in double --
-//   Q8_0, Q4_0:  sum_b d_w[b] * d_x[b] * sum_j q_w[b][j] * qs[b][j]          (Q4_0: q_w = nibble - 8)
-//   Q4_1:        sum_b d_w[b] * d_x[b] * sum_j nibble[b][j] * qs[b][j] + m_w[b] * s[b]
-// and for float weights the plain dot with x rounded to the weight's type (F16/BF16) first.
+// Activations are quantized per 32-block as quantize_row_q8_{0,1} does (quantize.h): qs, d (the
+// float value of the stored fp16) and, for Q8_1, s (the float of fp16(d_unrounded * sum(qs))).
+// Per (weight row, token), with 8 float lanes acc[0..7] = 0 and, for Q4_1, a float summs = 0, for
+// each block b in order:
+//   lane l (0..7) covers block elements 4l..4l+3 (for Q4_1 element e's weight is nibble e of the
+//   block: e < 16: qs[e] & 15, else qs[e - 16] >> 4; Q8_0: qs[e]); isum_l = the exact int32 sum
+//   of the 4 products w_e * x_e;
+//   Q4_1:  summs = fmaf(m_w[b], s_x[b], summs);   d = d_w[b] * d_x[b] (float multiply);
+//          acc[l] = fmaf(d, (float)isum_l, acc[l]) for each l
+//   Q8_0:  d = d_w[b] * d_x[b];  acc[l] = fmaf(d, (float)isum_l, acc[l])
+// then hsum8(acc) = ((acc0 + acc4) + (acc2 + acc6)) + ((acc1 + acc5) + (acc3 + acc7)), i.e.
+//   a_i = acc[i + 4] + acc[i] (i < 4), b0 = a0 + a2, b1 = a1 + a3, hsum = b0 + b1,
+// and the result is hsum8(acc) + summs for Q4_1, hsum8(acc) for Q8_0 (every + a float add).
+// This is ggml_vec_dot_q4_1_q8_1 / ggml_vec_dot_q8_0_q8_0 (one 8-lane __m256 accumulator, one
+// vfmadd231ps per block, hsum_float_8); llama.cpp uses them for every matmul of a Q4_1 model with
+// one output row and for Q4_1 with any number of rows (neither llamafile's sgemm nor the repack
+// or tiled paths handle Q4_1 on x86). Q8_0 with >= 2 token rows goes through llamafile's
+// tinyBLAS_Q0_AVX in llama.cpp (another order, not reproduced here; the fixtures only take one
+// logits row per step). Q4_0 follows the Q8_0 order with q_w = nibble - 8.
+// Float weights: F16 as ggml_vec_dot_f16 on AVX-512 (x rounded to f16; 4 accumulators x 16
+// lanes over steps of 64, then lane tree, leftovers added in double); F32 and BF16 plain dots.
 #include <cmath>
 #include <cstring>
 #include <type_traits>
 #include <vector>
 
+#include "kernels/cpu/ggml_exact.h"
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quantize.h"
@@ -24,24 +42,77 @@ const uint8_t* RowPtr(const Weight& w, int64_t r) {
   return static_cast<const uint8_t*>(w.data) + static_cast<size_t>(r) * w.row_stride_bytes;
 }
 
-// Integer dot of one weight block with 32 activation quants.
-inline int DotBlock(const BlockQ8_0& b, const int8_t* qs) {
-  int sum = 0;
-  for (int j = 0; j < 32; ++j) sum += b.qs[j] * qs[j];
-  return sum;
+// Weight element e (0..31) of a block, as the integer ggml multiplies with activation e.
+inline int WeightQuant(const BlockQ8_0& b, int e) { return b.qs[e]; }
+inline int WeightQuant(const BlockQ4_0& b, int e) {
+  return (e < 16 ? (b.qs[e] & 0x0f) : (b.qs[e - 16] >> 4)) - 8;
 }
-inline int DotBlock(const BlockQ4_0& b, const int8_t* qs) {
-  int sum = 0;
-  for (int j = 0; j < 16; ++j) {
-    sum += ((b.qs[j] & 0x0f) - 8) * qs[j] + ((b.qs[j] >> 4) - 8) * qs[j + 16];
+inline int WeightQuant(const BlockQ4_1& b, int e) {
+  return e < 16 ? (b.qs[e] & 0x0f) : (b.qs[e - 16] >> 4);
+}
+
+// hsum_float_8 of ggml's x86 quants.c.
+inline float Hsum8(const float* acc) {
+  const float a0 = acc[4] + acc[0], a1 = acc[5] + acc[1], a2 = acc[6] + acc[2],
+              a3 = acc[7] + acc[3];
+  return (a0 + a2) + (a1 + a3);
+}
+
+}  // namespace
+
+template <typename Block>
+float GgmlQuantDot(const Block* blocks, const int8_t* qs, const float* dx, const float* sx,
+                   int64_t nb) {
+  float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+  float summs = 0.0f;
+  for (int64_t b = 0; b < nb; ++b) {
+    const Block& blk = blocks[b];
+    const int8_t* x = qs + b * 32;
+    if constexpr (std::is_same_v<Block, BlockQ4_1>) {
+      summs = std::fma(Fp16ToFp32(blk.m), sx[b], summs);
+    }
+    const float d = Fp16ToFp32(blk.d) * dx[b];
+    for (int l = 0; l < 8; ++l) {
+      int isum = 0;
+      for (int e = 4 * l; e < 4 * l + 4; ++e) isum += WeightQuant(blk, e) * x[e];
+      acc[l] = std::fma(d, static_cast<float>(isum), acc[l]);
+    }
   }
-  return sum;
+  const float h = Hsum8(acc);
+  if constexpr (std::is_same_v<Block, BlockQ4_1>) return h + summs;
+  return h;
 }
-inline int DotBlock(const BlockQ4_1& b, const int8_t* qs) {
-  int sum = 0;
-  for (int j = 0; j < 16; ++j) sum += (b.qs[j] & 0x0f) * qs[j] + (b.qs[j] >> 4) * qs[j + 16];
-  return sum;
+template float GgmlQuantDot<BlockQ8_0>(const BlockQ8_0*, const int8_t*, const float*,
+                                       const float*, int64_t);
+template float GgmlQuantDot<BlockQ4_0>(const BlockQ4_0*, const int8_t*, const float*,
+                                       const float*, int64_t);
+template float GgmlQuantDot<BlockQ4_1>(const BlockQ4_1*, const int8_t*, const float*,
+                                       const float*, int64_t);
+
+float GgmlDotF16(const uint16_t* x, const uint16_t* y, int64_t n) {
+  float sum[4][16] = {};
+  const int64_t np = n & ~int64_t{63};
+  for (int64_t i = 0; i < np; i += 64) {
+    for (int j = 0; j < 4; ++j) {
+      for (int l = 0; l < 16; ++l) {
+        const int64_t k = i + 16 * j + l;
+        sum[j][l] = std::fma(Fp16ToFp32(x[k]), Fp16ToFp32(y[k]), sum[j][l]);
+      }
+    }
+  }
+  for (int l = 0; l < 16; ++l) {
+    sum[0][l] += sum[2][l];
+    sum[1][l] += sum[3][l];
+  }
+  for (int l = 0; l < 16; ++l) sum[0][l] += sum[1][l];
+  double sumf = Reduce16(sum[0]);
+  for (int64_t i = np; i < n; ++i) {
+    sumf += static_cast<double>(Fp16ToFp32(x[i]) * Fp16ToFp32(y[i]));
+  }
+  return static_cast<float>(sumf);
 }
+
+namespace {
 
 template <typename Block>
 void ScalarQuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y,
@@ -50,19 +121,7 @@ void ScalarQuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, f
   for (int64_t r = r0; r < r1; ++r) {
     const auto* blocks = reinterpret_cast<const Block*>(RowPtr(w, r));
     for (int64_t t = 0; t < a.n; ++t) {
-      const int8_t* qs = q.qs(t);
-      const float* dx = q.d(t);
-      // The canonical order of matmul_rows_avx512.h, so this path is bit-identical to the
-      // AVX-512 and AMX ones.
-      float acc = 0.0f;
-      for (int64_t b = 0; b < q.nb; ++b) {
-        const float d = Fp16ToFp32(blocks[b].d) * dx[b];
-        acc = std::fma(static_cast<float>(DotBlock(blocks[b], qs + b * 32)), d, acc);
-        if constexpr (std::is_same_v<Block, BlockQ4_1>) {
-          acc = std::fma(Fp16ToFp32(blocks[b].m), q.s(t)[b], acc);
-        }
-      }
-      y[t * ldy + r] = acc;
+      y[t * ldy + r] = GgmlQuantDot(blocks, q.qs(t), q.d(t), q.s(t), q.nb);
     }
   }
 }
@@ -87,6 +146,10 @@ void ScalarHalfKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, fl
     const auto* wr = reinterpret_cast<const uint16_t*>(RowPtr(w, r));
     for (int64_t t = 0; t < a.n; ++t) {
       const uint16_t* x = a.h16 + t * a.ld_h16;
+      if constexpr (kToFloat == Fp16ToFp32) {
+        y[t * ldy + r] = GgmlDotF16(wr, x, w.cols);
+        continue;
+      }
       float acc = 0.0f;
       for (int64_t k = 0; k < w.cols; ++k) acc += kToFloat(wr[k]) * kToFloat(x[k]);
       y[t * ldy + r] = acc;
@@ -143,65 +206,60 @@ const IsaKernels& ScalarKernels() {
 void MatMulReference(const Weight& w, const float* x, int64_t n, float* y) {
   const int64_t nb = w.cols / 32;
   std::vector<BlockQ8_1> xq(static_cast<size_t>(nb));
+  std::vector<int8_t> qs(static_cast<size_t>(nb) * 32);
+  std::vector<float> dx(static_cast<size_t>(nb)), sx(static_cast<size_t>(nb));
   std::vector<float> wrow(static_cast<size_t>(w.cols));
+  std::vector<uint16_t> xh(static_cast<size_t>(w.cols));
   for (int64_t t = 0; t < n; ++t) {
     const float* xt = x + t * w.cols;
     const bool quantized =
         w.type == DType::kQ8_0 || w.type == DType::kQ4_0 || w.type == DType::kQ4_1;
-    if (quantized) QuantizeRowQ8_1(xt, xq.data(), w.cols);
+    if (quantized) {
+      QuantizeRowQ8_1(xt, xq.data(), w.cols);
+      for (int64_t b = 0; b < nb; ++b) {
+        std::memcpy(qs.data() + b * 32, xq[b].qs, 32);
+        dx[b] = Fp16ToFp32(xq[b].d);
+        sx[b] = Fp16ToFp32(xq[b].s);
+      }
+    }
+    if (w.type == DType::kF16) {
+      for (int64_t k = 0; k < w.cols; ++k) xh[k] = Fp32ToFp16(xt[k]);
+    }
     for (int64_t r = 0; r < w.rows; ++r) {
       const uint8_t* row = static_cast<const uint8_t*>(w.data) + r * w.row_stride_bytes;
-      double acc = 0.0;
+      float out = 0.0f;
       switch (w.type) {
-        case DType::kF32:
         case DType::kF16:
-        case DType::kBF16:
+          out = internal::GgmlDotF16(reinterpret_cast<const uint16_t*>(row), xh.data(), w.cols);
+          break;
+        case DType::kF32:
+        case DType::kBF16: {
           DequantizeRow(w.type, row, wrow.data(), w.cols);
+          double acc = 0.0;
           for (int64_t k = 0; k < w.cols; ++k) {
             double xv = xt[k];
-            if (w.type == DType::kF16) xv = Fp16ToFp32(Fp32ToFp16(xt[k]));
             if (w.type == DType::kBF16) xv = Bf16ToFp32(Fp32ToBf16(xt[k]));
             acc += static_cast<double>(wrow[k]) * xv;
           }
+          out = static_cast<float>(acc);
           break;
+        }
         case DType::kQ8_0:
+          out = internal::GgmlQuantDot(reinterpret_cast<const BlockQ8_0*>(row), qs.data(),
+                                       dx.data(), sx.data(), nb);
+          break;
         case DType::kQ4_0:
+          out = internal::GgmlQuantDot(reinterpret_cast<const BlockQ4_0*>(row), qs.data(),
+                                       dx.data(), sx.data(), nb);
+          break;
         case DType::kQ4_1:
-          for (int64_t b = 0; b < nb; ++b) {
-            const double dx = Fp16ToFp32(xq[b].d);
-            int isum = 0;
-            double dw = 0.0, mw = 0.0;
-            if (w.type == DType::kQ8_0) {
-              const auto& blk = reinterpret_cast<const BlockQ8_0*>(row)[b];
-              dw = Fp16ToFp32(blk.d);
-              for (int j = 0; j < 32; ++j) isum += blk.qs[j] * xq[b].qs[j];
-            } else {
-              const uint8_t* qs;
-              int offset;
-              if (w.type == DType::kQ4_0) {
-                const auto& blk = reinterpret_cast<const BlockQ4_0*>(row)[b];
-                dw = Fp16ToFp32(blk.d);
-                qs = blk.qs;
-                offset = 8;
-              } else {
-                const auto& blk = reinterpret_cast<const BlockQ4_1*>(row)[b];
-                dw = Fp16ToFp32(blk.d);
-                mw = Fp16ToFp32(blk.m);
-                qs = blk.qs;
-                offset = 0;
-              }
-              for (int j = 0; j < 16; ++j) {
-                isum += ((qs[j] & 0x0f) - offset) * xq[b].qs[j];
-                isum += ((qs[j] >> 4) - offset) * xq[b].qs[j + 16];
-              }
-            }
-            acc += dw * dx * isum + mw * Fp16ToFp32(xq[b].s);
-          }
+          out = internal::GgmlQuantDot(reinterpret_cast<const BlockQ4_1*>(row), qs.data(),
+                                       dx.data(), sx.data(), nb);
           break;
         default:
           break;
       }
-      y[t * w.rows + r] = static_cast<float>(acc);
+      y[t * w.rows + r] = out;
     }
   }
 }
