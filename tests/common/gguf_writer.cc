@@ -46,8 +46,7 @@ void PutAs(ByteWriter& out, GgufType type, const Value& v) {
   if constexpr (std::is_same_v<Value, std::string>) out.Str(v);
   if constexpr (std::is_same_v<Value, std::vector<uint64_t>> ||
                 std::is_same_v<Value, std::vector<int64_t>> ||
-                std::is_same_v<Value, std::vector<double>> ||
-                std::is_same_v<Value, std::vector<std::string>>) {
+                std::is_same_v<Value, std::vector<double>>) {
     for (const auto& e : v) PutAs(out, type, e);
   }
 }
@@ -87,6 +86,10 @@ void GgufWriter::AddValue(std::string key, const GgufValue& value) {
           if constexpr (IsVector<std::decay_t<decltype(v)>>::value) {
             out.U64(v.size());
             PutAs(out, value.array_type, v);
+          } else if constexpr (std::is_same_v<std::decay_t<decltype(v)>,
+                                              model::GgufStringArray>) {
+            out.U64(v.size());
+            for (std::string_view s : v) out.Str(s);
           } else {
             SAOLA_CHECK(false && "an array value must hold a vector");
           }
@@ -151,7 +154,11 @@ void GgufWriter::AddFloatArray(std::string key, GgufType element_type, std::vect
   AddValue(std::move(key), {GgufType::kArray, element_type, std::move(v)});
 }
 void GgufWriter::AddStringArray(std::string key, std::vector<std::string> v) {
-  AddValue(std::move(key), {GgufType::kArray, GgufType::kString, std::move(v)});
+  // Written directly: a GgufValue holds string arrays only as views into a parsed file.
+  ByteWriter out;
+  out.U32(static_cast<uint32_t>(GgufType::kString)).U64(v.size());
+  for (const std::string& s : v) out.Str(s);
+  kvs_.push_back({std::move(key), static_cast<uint32_t>(GgufType::kArray), out.bytes()});
 }
 
 void GgufWriter::AddTensor(std::string name, kernels::DType type, std::vector<int64_t> dims,

@@ -166,19 +166,41 @@ absl::StatusOr<std::vector<T>> ReadScalarArray(ByteCursor& cursor, GgufType type
   return values;
 }
 
-absl::StatusOr<std::vector<std::string>> ReadStringArray(ByteCursor& cursor, uint64_t count,
-                                                         std::string_view key) {
-  std::vector<std::string> values;
-  values.reserve(count);
-  for (uint64_t i = 0; i < count; ++i) {
-    std::string_view s;
-    if (!cursor.ReadString(&s)) {
-      return cursor.Truncated(absl::StrFormat("string element %d of key '%s'", i, key));
+}  // namespace
+
+// Fills a GgufStringArray with the offsets of elements the cursor has bounds-checked.
+struct GgufStringArrayBuilder {
+  static absl::StatusOr<GgufStringArray> Read(ByteCursor& cursor, uint64_t count,
+                                              std::string_view key) {
+    GgufStringArray array;
+    array.size_ = count;
+    array.offsets32_.reserve(count + 1);  // the caller bounded count by the bytes that remain
+    const size_t start = cursor.offset();
+    auto push = [&](uint64_t offset) {
+      if (array.offsets64_.empty() && offset <= std::numeric_limits<uint32_t>::max()) {
+        array.offsets32_.push_back(static_cast<uint32_t>(offset));
+        return;
+      }
+      if (array.offsets64_.empty()) {  // past 4 GiB: widen what is there
+        array.offsets64_.assign(array.offsets32_.begin(), array.offsets32_.end());
+        array.offsets32_ = std::vector<uint32_t>();
+      }
+      array.offsets64_.push_back(offset);
+    };
+    for (uint64_t i = 0; i < count; ++i) {
+      push(cursor.offset() - start);
+      std::string_view s;
+      if (!cursor.ReadString(&s)) {
+        return cursor.Truncated(absl::StrFormat("string element %d of key '%s'", i, key));
+      }
+      if (i == 0) array.base_ = s.data() - GgufStringArray::kLengthBytes;
     }
-    values.emplace_back(s);
+    push(cursor.offset() - start);
+    return array;
   }
-  return values;
-}
+};
+
+namespace {
 
 absl::Status ReadArray(ByteCursor& cursor, std::string_view key, GgufValue* value) {
   ASSIGN_OR_RETURN(const GgufType element_type, ReadTypeTag(cursor, /*allow_array=*/false, key));
@@ -211,7 +233,7 @@ absl::Status ReadArray(ByteCursor& cursor, std::string_view key, GgufValue* valu
       return absl::OkStatus();
     }
     default: {
-      ASSIGN_OR_RETURN(value->value, ReadStringArray(cursor, count, key));
+      ASSIGN_OR_RETURN(value->value, GgufStringArrayBuilder::Read(cursor, count, key));
       return absl::OkStatus();
     }
   }
@@ -639,14 +661,14 @@ absl::StatusOr<std::string> GgufFile::GetString(std::string_view key) const {
   return std::get<std::string>(value->value);
 }
 
-absl::StatusOr<const std::vector<std::string>*> GgufFile::GetStringArray(
+absl::StatusOr<const GgufStringArray*> GgufFile::GetStringArray(
     std::string_view key) const {
   const GgufValue* value = Find(key);
   if (value == nullptr) return NotFound(key);
   if (value->type != GgufType::kArray || value->array_type != GgufType::kString) {
     return WrongType(key, *value, "an array of strings");
   }
-  return &std::get<std::vector<std::string>>(value->value);
+  return &std::get<GgufStringArray>(value->value);
 }
 
 absl::StatusOr<std::vector<int64_t>> GgufFile::GetIntArray(std::string_view key) const {

@@ -7,7 +7,9 @@
 // byte offset), never a crash or an out-of-bounds read.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <iterator>
 #include <memory>
 #include <optional>
 #include <string>
@@ -35,14 +37,76 @@ uint32_t GgmlTypeId(kernels::DType type);
 /// ggml's name for a tensor type id ("Q5_K"), or "unknown" (for error messages).
 std::string_view GgmlTypeName(uint32_t ggml_type);
 
-/// One metadata value. Scalars are widened into the variant; arrays keep their element type.
+/// A metadata array of strings, viewed in place: each element is a std::string_view into the
+/// file's bytes, valid while the GgufFile that returned it lives. Only the element offsets are
+/// stored (4 bytes each; 8 for an array spanning more than 4 GiB), not copies of the strings: a
+/// 49152-token vocabulary costs about 200 KB instead of the 1.5 MB a std::vector<std::string>
+/// would take.
+class GgufStringArray {
+ public:
+  class Iterator {
+   public:
+    using iterator_category = std::forward_iterator_tag;
+    using value_type = std::string_view;
+    using difference_type = std::ptrdiff_t;
+    using pointer = void;
+    using reference = std::string_view;
+
+    Iterator() = default;
+    std::string_view operator*() const { return (*array_)[index_]; }
+    Iterator& operator++() {
+      ++index_;
+      return *this;
+    }
+    Iterator operator++(int) {
+      Iterator old = *this;
+      ++index_;
+      return old;
+    }
+    bool operator==(const Iterator& other) const { return index_ == other.index_; }
+
+   private:
+    friend class GgufStringArray;
+    Iterator(const GgufStringArray* array, size_t index) : array_(array), index_(index) {}
+    const GgufStringArray* array_ = nullptr;
+    size_t index_ = 0;
+  };
+
+  GgufStringArray() = default;
+
+  size_t size() const { return size_; }
+  bool empty() const { return size_ == 0; }
+  /// Element i; requires i < size().
+  std::string_view operator[](size_t i) const {
+    const uint64_t begin = offsets32_.empty() ? offsets64_[i] : offsets32_[i];
+    const uint64_t end = offsets32_.empty() ? offsets64_[i + 1] : offsets32_[i + 1];
+    return std::string_view(base_ + begin + kLengthBytes, end - begin - kLengthBytes);
+  }
+  Iterator begin() const { return Iterator(this, 0); }
+  Iterator end() const { return Iterator(this, size_); }
+
+ private:
+  friend struct GgufStringArrayBuilder;  // the parser (gguf.cc) fills it in
+  static constexpr uint64_t kLengthBytes = 8;  // each element's u64 length prefix
+
+  // Element i is encoded (length prefix, then bytes) at [base_ + offsets[i], base_ +
+  // offsets[i + 1]); offsets32_ is used while the array spans less than 4 GiB, else offsets64_.
+  const char* base_ = nullptr;
+  size_t size_ = 0;
+  std::vector<uint32_t> offsets32_;
+  std::vector<uint64_t> offsets64_;
+};
+
+/// One metadata value. Scalars are widened into the variant; arrays of numbers keep their
+/// element type and are widened too; arrays of strings are views into the file.
 struct GgufValue {
   GgufType type = GgufType::kUint8;
   GgufType array_type = GgufType::kUint8;  // element type when type == kArray
   // Scalars: uint64_t (all unsigned and bool), int64_t (signed), double (floats), std::string.
-  // Arrays: one vector per element family; nested arrays are rejected.
+  // Arrays: one vector per number family, GgufStringArray for strings; nested arrays are
+  // rejected.
   std::variant<uint64_t, int64_t, double, std::string, std::vector<uint64_t>,
-               std::vector<int64_t>, std::vector<double>, std::vector<std::string>>
+               std::vector<int64_t>, std::vector<double>, GgufStringArray>
       value;
 };
 
@@ -87,7 +151,8 @@ class GgufFile {
   absl::StatusOr<double> GetFloat(std::string_view key) const;
   absl::StatusOr<bool> GetBool(std::string_view key) const;
   absl::StatusOr<std::string> GetString(std::string_view key) const;
-  absl::StatusOr<const std::vector<std::string>*> GetStringArray(std::string_view key) const;
+  /// The elements view the file's bytes: valid while this GgufFile lives.
+  absl::StatusOr<const GgufStringArray*> GetStringArray(std::string_view key) const;
   absl::StatusOr<std::vector<int64_t>> GetIntArray(std::string_view key) const;
   absl::StatusOr<std::vector<double>> GetFloatArray(std::string_view key) const;
 

@@ -8,13 +8,19 @@
 //      splitting passes of the tokenizer.ggml.pre family.
 //   3. BPE per word. A word's bytes start as one symbol each; the adjacent pair with the lowest
 //      merge rank (ties: leftmost) is merged until no pair has a rank. Merges are matched on
-//      raw bytes: every merge's parts and result are interned as integer "strings" up front, so
-//      a merge lookup is one hash probe on a pair of ints and a word never builds a string.
+//      raw bytes: every merge's parts and result are named by integers up front (the token with
+//      those bytes, else an id past the vocabulary), so a merge lookup is one hash probe on a
+//      packed pair of ints and a word never builds a string.
 //      (llama.cpp matches the GPT-2 byte-to-unicode text; the mapping is a bijection, so this
 //      is the same relation.) With ignore_merges (Llama 3) a word that is a token is emitted
 //      whole.
 //   4. A final symbol that is not a token falls back per byte of its GPT-2-alphabet text; bytes
 //      with no single-byte token are dropped, as in llama.cpp.
+//
+// Memory: the token texts stay in the spec's StringTable; decoded pieces are one more
+// StringTable; the text -> id and bytes -> id maps are sets of 4-byte ids that hash the string
+// where it lies; the merge table is keyed by the packed id pair. The spec's merge list and token
+// types are freed once the tables are built (bench/tokenizer_memory.cc measures all this).
 //
 // Decoding maps a token's alphabet text back to bytes; control and unknown tokens render as
 // their text, or as nothing when render_special is false (llama_token_to_piece's `special`).
@@ -27,6 +33,9 @@
 #include <utility>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
+#include "absl/container/node_hash_map.h"
+#include "absl/hash/hash.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -103,7 +112,7 @@ bool AlphabetToBytes(std::string_view text, std::string* raw) {
 
 // llama.cpp's llama_decode_text: each character of a normal token's text mapped back to its
 // byte; a character outside the alphabet renders as "[UNK_BYTE_0x<hex>" + text + "]".
-std::string DecodeNormalPiece(const std::string& text) {
+std::string DecodeNormalPiece(std::string_view text) {
   std::vector<uint32_t> cpts;
   DecodeUtf8Lenient(text, &cpts);
   std::string out;
@@ -117,15 +126,16 @@ std::string DecodeNormalPiece(const std::string& text) {
     AppendUtf8(cp, &utf8);
     out += "[UNK_BYTE_0x";
     for (unsigned char c : utf8) out += absl::StrFormat("%02x", c);
-    out += text + "]";
+    out.append(text);
+    out += ']';
   }
   return out;
 }
 
 // Byte tokens ("<0x0A>"): the hex digits at offset 3, parsed as strtol does.
-std::string BytePiece(const std::string& text) {
+std::string BytePiece(std::string_view text) {
   if (text.size() < 3) return std::string();
-  const std::string hex = text.substr(3, 2);
+  const std::string hex(text.substr(3, 2));
   return std::string(1, static_cast<char>(std::strtol(hex.c_str(), nullptr, 16)));
 }
 
@@ -161,7 +171,7 @@ bool TextIn(std::string_view text, const std::string_view (&list)[N]) {
 
 struct Merge {
   int32_t rank;
-  int32_t result;  // interned id of left + right
+  int32_t result;  // id of left + right (see Impl::merges)
 };
 
 uint64_t PairKey(int32_t left, int32_t right) {
@@ -172,7 +182,7 @@ uint64_t PairKey(int32_t left, int32_t right) {
 struct Symbol {
   int32_t start;
   int32_t len;     // 0 once merged into its left neighbour
-  int32_t piece;   // interned id of the span's bytes, -1 when no merge involves it
+  int32_t piece;   // id of the span's bytes (see Impl::merges), -1 when it has none
   int32_t prev;
   int32_t next;
 };
@@ -193,36 +203,89 @@ bool BigramAfter(const Bigram& a, const Bigram& b) {
 }  // namespace
 
 struct Tokenizer::Impl {
-  TokenizerSpec spec;
-  PreTokenizer pre;
+  // Sets of token ids looked up by a string of each id (its text, or its raw bytes): the ids are
+  // the stored keys, the strings stay where they are, so a slot costs 4 bytes, not a
+  // std::string. Lookups by std::string_view hash the string the same way.
+  enum class Key { kText, kRaw };
+  template <Key kKey>
+  struct IdHash {
+    using is_transparent = void;
+    const Impl* impl = nullptr;
+    size_t operator()(std::string_view s) const {
+      return absl::Hash<absl::string_view>()(AbslView(s));
+    }
+    size_t operator()(int32_t id) const { return (*this)(impl->KeyOf<kKey>(id)); }
+  };
+  template <Key kKey>
+  struct IdEq {
+    using is_transparent = void;
+    const Impl* impl = nullptr;
+    bool operator()(int32_t a, int32_t b) const {
+      return impl->KeyOf<kKey>(a) == impl->KeyOf<kKey>(b);
+    }
+    bool operator()(int32_t a, std::string_view b) const { return impl->KeyOf<kKey>(a) == b; }
+    bool operator()(std::string_view a, int32_t b) const { return a == impl->KeyOf<kKey>(b); }
+  };
+  template <Key kKey>
+  using IdSet = absl::flat_hash_set<int32_t, IdHash<kKey>, IdEq<kKey>>;
 
-  std::vector<std::string> texts;  // token texts (an empty one renamed "[EMPTY_<id>]")
-  std::vector<uint32_t> attrs;
-  std::vector<std::string> pieces;  // bytes each token decodes to (special tokens as text)
-  absl::flat_hash_map<std::string, int32_t> text_to_id;
-  absl::flat_hash_map<std::string, int32_t> bytes_to_id;  // alphabet tokens by raw bytes
+  // What RawOf(id) is: raw bytes exist only for tokens whose text is all GPT-2 alphabet.
+  enum RawState : uint8_t { kNoRaw, kRawIsPiece, kRawStored };
+
+  TokenizerSpec spec;  // tokens are the token texts; merges and token_types freed after Create
+  PreTokenizer pre;
+  int32_t n = 0;  // vocabulary size
+
+  absl::node_hash_map<int32_t, std::string> renamed;  // empty tokens' texts, "[EMPTY_<id>]"
+  std::vector<uint8_t> attrs;     // Attr bits
+  StringTable pieces;             // bytes each token decodes to (special tokens as text)
+  std::vector<uint8_t> raw_state;  // RawState of each token
+  absl::node_hash_map<int32_t, std::string> raw_stored;  // raw bytes that differ from the piece
+  IdSet<Key::kText> text_to_id;
+  IdSet<Key::kRaw> bytes_to_id;  // alphabet tokens by raw bytes (the lowest id of equal ones)
   std::vector<int32_t> special_tokens;  // splitting order of step 1
   std::vector<bool> eog;
   int32_t eot_id = -1;
 
-  // Interned byte strings of the merge table.
-  absl::flat_hash_map<std::string, int32_t> interned;
-  std::vector<int32_t> interned_token;  // token of each interned string, or -1
+  // Merges by the pair of their parts' ids. A byte string in the merge table is identified by
+  // its token (the bytes_to_id entry) when it has one, else by an id from n up.
   absl::flat_hash_map<uint64_t, Merge> merges;
-  int32_t byte_piece[256];     // interned id of each single byte, or -1
+  int32_t byte_piece[256];     // id of each single byte as above, or -1
   int32_t byte_token[256];     // token whose bytes are this single byte, or -1
   std::vector<int32_t> byte_fallback[256];  // tokens for a byte no token covers (step 4)
 
-  Impl(TokenizerSpec s, PreTokenizer p) : spec(std::move(s)), pre(std::move(p)) {}
+  Impl(TokenizerSpec s, PreTokenizer p)
+      : spec(std::move(s)),
+        pre(std::move(p)),
+        text_to_id(0, IdHash<Key::kText>{this}, IdEq<Key::kText>{this}),
+        bytes_to_id(0, IdHash<Key::kRaw>{this}, IdEq<Key::kRaw>{this}) {}
+  Impl(const Impl&) = delete;  // the sets' functors point at this Impl
+  Impl& operator=(const Impl&) = delete;
 
-  int32_t Intern(const std::string& bytes) {
-    auto [it, inserted] = interned.try_emplace(bytes, static_cast<int32_t>(interned.size()));
-    return it->second;
+  // Token text: spec.tokens, with an empty one renamed "[EMPTY_<id>]" as llama.cpp does.
+  std::string_view Text(int32_t id) const {
+    const std::string_view text = spec.tokens[id];
+    return text.empty() ? std::string_view(renamed.at(id)) : text;
+  }
+  // The token's bytes when its text is canonical GPT-2 alphabet text (see AlphabetToBytes);
+  // only called for ids with raw_state != kNoRaw.
+  std::string_view Raw(int32_t id) const {
+    return raw_state[id] == kRawIsPiece ? pieces[id] : std::string_view(raw_stored.at(id));
+  }
+  template <Key kKey>
+  std::string_view KeyOf(int32_t id) const {
+    return kKey == Key::kText ? Text(id) : Raw(id);
+  }
+  // The token whose raw bytes are `bytes`, or -1.
+  int32_t TokenOfBytes(std::string_view bytes) const {
+    auto it = bytes_to_id.find(bytes);
+    return it == bytes_to_id.end() ? -1 : *it;
   }
 
   absl::Status BuildVocab();
-  void BuildMerges();
   void DetectSpecialTokens();
+  absl::Status BuildPieces();
+  absl::Status BuildMerges();
   void Partition(std::string_view text, bool parse_special,
                  std::vector<std::pair<int32_t, std::string_view>>* fragments) const;
   void EncodeFragment(std::string_view text, std::vector<int32_t>* out) const;
@@ -232,29 +295,30 @@ struct Tokenizer::Impl {
 };
 
 absl::Status Tokenizer::Impl::BuildVocab() {
-  const size_t n = spec.tokens.size();
-  if (n == 0) return absl::InvalidArgumentError("tokenizer.ggml.tokens: empty vocabulary");
-  if (n > static_cast<size_t>(INT32_MAX)) {
+  const size_t count = spec.tokens.size();
+  if (count == 0) return absl::InvalidArgumentError("tokenizer.ggml.tokens: empty vocabulary");
+  if (count > static_cast<size_t>(INT32_MAX)) {
     return absl::InvalidArgumentError("tokenizer.ggml.tokens: too many tokens");
   }
-  if (!spec.token_types.empty() && spec.token_types.size() < n) {
+  n = static_cast<int32_t>(count);
+  if (!spec.token_types.empty() && spec.token_types.size() < count) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "tokenizer.ggml.token_type: %d types for %d tokens", spec.token_types.size(), n));
+        "tokenizer.ggml.token_type: %d types for %d tokens", spec.token_types.size(), count));
   }
-  texts.resize(n);
   attrs.resize(n);
   text_to_id.reserve(n);
-  for (size_t i = 0; i < n; ++i) {
-    texts[i] = spec.tokens[i].empty() ? absl::StrCat("[EMPTY_", i, "]") : spec.tokens[i];
-    auto [it, inserted] = text_to_id.try_emplace(texts[i], static_cast<int32_t>(i));
+  for (int32_t i = 0; i < n; ++i) {
+    if (spec.tokens[i].empty()) renamed.emplace(i, absl::StrCat("[EMPTY_", i, "]"));
+    auto [it, inserted] = text_to_id.insert(i);
     if (!inserted) {
       return absl::InvalidArgumentError(absl::StrFormat(
-          "tokenizer.ggml.tokens: duplicate token '%s' (ids %d and %d)", texts[i], it->second, i));
+          "tokenizer.ggml.tokens: duplicate token '%s' (ids %d and %d)", Text(i), *it, i));
     }
-    attrs[i] = spec.token_types.empty() ? kAttrNormal : AttrFromType(spec.token_types[i]);
+    attrs[i] = static_cast<uint8_t>(spec.token_types.empty() ? kAttrNormal
+                                                             : AttrFromType(spec.token_types[i]));
   }
   auto check_id = [&](int32_t id, const char* key) -> absl::Status {
-    if (id < -1 || id >= static_cast<int64_t>(n)) {
+    if (id < -1 || id >= n) {
       return absl::InvalidArgumentError(absl::StrFormat("%s: id %d outside the vocabulary", key, id));
     }
     return absl::OkStatus();
@@ -279,61 +343,107 @@ absl::Status Tokenizer::Impl::BuildVocab() {
     return absl::InvalidArgumentError(
         "tokenizer.ggml.add_eos_token is true, but tokenizer.ggml.eos_token_id is not set");
   }
+  spec.token_types = std::vector<int32_t>();  // attrs has them now
+  return absl::OkStatus();
+}
+
+// Each token's decoded bytes (what TokenBytes returns) and raw bytes (what BPE output is matched
+// against). For a normal token both are the alphabet text mapped back to bytes, so the raw bytes
+// are stored apart only where they differ (byte tokens, some special tokens).
+absl::Status Tokenizer::Impl::BuildPieces() {
+  pieces.reserve(n, spec.tokens.bytes());
+  raw_state.assign(n, kNoRaw);
+  std::string piece;
   std::string raw;
-  for (size_t i = 0; i < n; ++i) {
-    if (AlphabetToBytes(texts[i], &raw)) bytes_to_id.try_emplace(raw, static_cast<int32_t>(i));
+  for (int32_t id = 0; id < n; ++id) {
+    const uint32_t a = attrs[id];
+    const std::string_view text = Text(id);
+    piece.clear();
+    if (a & (kAttrUnknown | kAttrControl | kAttrUserDefined)) {
+      piece = text;
+    } else if (a & kAttrNormal) {
+      piece = DecodeNormalPiece(text);
+    } else if (a & kAttrByte) {
+      piece = BytePiece(text);
+    }  // undefined and unused tokens render as nothing
+    if (piece.size() > StringTable::kMaxBytes - pieces.bytes()) {
+      return absl::InvalidArgumentError("tokenizer.ggml.tokens: the decoded tokens exceed 4 GiB");
+    }
+    pieces.push_back(piece);
+    if (!AlphabetToBytes(text, &raw)) continue;
+    if (raw == piece) {
+      raw_state[id] = kRawIsPiece;
+    } else {
+      raw_state[id] = kRawStored;
+      raw_stored.emplace(id, raw);
+    }
+  }
+  pieces.shrink_to_fit();
+  bytes_to_id.reserve(n);
+  for (int32_t id = 0; id < n; ++id) {
+    if (raw_state[id] != kNoRaw) bytes_to_id.insert(id);  // the first of equal bytes wins
   }
   return absl::OkStatus();
 }
 
-void Tokenizer::Impl::BuildMerges() {
+absl::Status Tokenizer::Impl::BuildMerges() {
+  for (int b = 0; b < 256; ++b) {
+    const char c = static_cast<char>(b);
+    byte_token[b] = TokenOfBytes(std::string_view(&c, 1));
+  }
+  // Merge strings that are no token, by bytes; only needed while the table is built.
+  absl::flat_hash_map<std::string, int32_t> others;
+  auto id_of = [&](const std::string& bytes) -> int32_t {
+    const int32_t token = TokenOfBytes(bytes);
+    if (token >= 0) return token;
+    return others.try_emplace(bytes, n + static_cast<int32_t>(others.size())).first->second;
+  };
   std::string left, right;
   merges.reserve(spec.merges.size());
   for (size_t rank = 0; rank < spec.merges.size(); ++rank) {
-    const std::string& line = spec.merges[rank];
+    const std::string_view line = spec.merges[rank];
     const size_t space = line.find(' ', 1);
     if (space == std::string::npos) continue;  // llama.cpp keeps ("", ""), which never matches
-    if (!AlphabetToBytes(std::string_view(line).substr(0, space), &left) ||
-        !AlphabetToBytes(std::string_view(line).substr(space + 1), &right) || left.empty() ||
-        right.empty()) {
+    if (!AlphabetToBytes(line.substr(0, space), &left) ||
+        !AlphabetToBytes(line.substr(space + 1), &right) || left.empty() || right.empty()) {
       continue;  // parts outside the byte alphabet can never match a word's symbols
     }
-    const int32_t l = Intern(left);
-    const int32_t r = Intern(right);
-    const int32_t result = Intern(left + right);
+    if (others.size() + 3 > static_cast<size_t>(INT32_MAX - n)) {
+      return absl::InvalidArgumentError("tokenizer.ggml.merges: too many distinct merge parts");
+    }
+    const int32_t l = id_of(left);
+    const int32_t r = id_of(right);
+    const int32_t result = id_of(left + right);
     merges.try_emplace(PairKey(l, r), Merge{static_cast<int32_t>(rank), result});  // first wins
   }
-  interned_token.assign(interned.size(), -1);
-  for (const auto& [bytes, id] : interned) {
-    auto it = bytes_to_id.find(bytes);
-    if (it != bytes_to_id.end()) interned_token[id] = it->second;
-  }
   for (int b = 0; b < 256; ++b) {
-    const std::string one(1, static_cast<char>(b));
-    auto ip = interned.find(one);
-    byte_piece[b] = ip == interned.end() ? -1 : ip->second;
-    auto it = bytes_to_id.find(one);
-    byte_token[b] = it == bytes_to_id.end() ? -1 : it->second;
+    if (byte_token[b] >= 0) {
+      byte_piece[b] = byte_token[b];
+    } else {
+      auto it = others.find(std::string(1, static_cast<char>(b)));
+      byte_piece[b] = it == others.end() ? -1 : it->second;
+    }
     // llama.cpp's fallback looks up each byte of the alphabet character's UTF-8 as a
     // one-byte token text.
     std::string alpha;
     AppendUtf8(Alphabet().byte_to_cp[b], &alpha);
     for (char c : alpha) {
-      auto t = text_to_id.find(std::string(1, c));
-      if (t != text_to_id.end()) byte_fallback[b].push_back(t->second);
+      auto t = text_to_id.find(std::string_view(&c, 1));
+      if (t != text_to_id.end()) byte_fallback[b].push_back(*t);
     }
   }
+  spec.merges.clear();  // the table above replaces them
+  return absl::OkStatus();
 }
 
 // End-of-turn, FIM and end-of-generation tokens found by text, as llama.cpp's load() does;
 // detected tokens become control tokens. Where llama.cpp takes the first match in hash order,
 // this takes the lowest id.
 void Tokenizer::Impl::DetectSpecialTokens() {
-  const int32_t n = static_cast<int32_t>(texts.size());
   auto detect = [&](int32_t given, const auto& list) {
     if (given >= 0) return given;
     for (int32_t id = 0; id < n; ++id) {
-      if (TextIn(texts[id], list)) {
+      if (TextIn(Text(id), list)) {
         attrs[id] |= kAttrControl;
         return id;
       }
@@ -354,7 +464,7 @@ void Tokenizer::Impl::DetectSpecialTokens() {
     if (id >= 0) eog[id] = true;
   }
   for (int32_t id = 0; id < n; ++id) {
-    const std::string& t = texts[id];
+    const std::string_view t = Text(id);
     if (TextIn(t, kEogTexts)) {
       eog[id] = true;
       attrs[id] |= kAttrControl;
@@ -371,7 +481,7 @@ void Tokenizer::Impl::DetectSpecialTokens() {
   bool has_tool_response = false;
   for (int32_t id = 0; id < n; ++id) {
     if (!eog[id]) continue;
-    const std::string& t = texts[id];
+    const std::string_view t = Text(id);
     if (t == "<|return|>") has_return = true;
     if (t == "<|call|>" || t == "<|calls|>") has_call = true;
     if (t == "<|flush|>") has_flush = true;
@@ -394,20 +504,8 @@ void Tokenizer::Impl::DetectSpecialTokens() {
   }
   // The same (unstable) sort as llama.cpp, so that equal lengths keep its order.
   std::sort(special_tokens.begin(), special_tokens.end(), [&](int32_t a, int32_t b) {
-    return texts[a].size() > texts[b].size();
+    return Text(a).size() > Text(b).size();
   });
-
-  pieces.resize(n);
-  for (int32_t id = 0; id < n; ++id) {
-    const uint32_t a = attrs[id];
-    if (a & (kAttrUnknown | kAttrControl | kAttrUserDefined)) {
-      pieces[id] = texts[id];
-    } else if (a & kAttrNormal) {
-      pieces[id] = DecodeNormalPiece(texts[id]);
-    } else if (a & kAttrByte) {
-      pieces[id] = BytePiece(texts[id]);
-    }  // undefined and unused tokens render as nothing
-  }
 }
 
 void Tokenizer::Impl::Partition(
@@ -418,7 +516,7 @@ void Tokenizer::Impl::Partition(
   std::vector<std::pair<int32_t, std::string_view>> next;
   for (int32_t id : special_tokens) {
     if (!parse_special && (attrs[id] & (kAttrControl | kAttrUnknown))) continue;
-    const std::string& token = texts[id];
+    const std::string_view token = Text(id);
     if (text.find(token) == std::string_view::npos) continue;  // fast path
     next.clear();
     for (const auto& fragment : *fragments) {
@@ -442,12 +540,11 @@ void Tokenizer::Impl::EmitSymbol(std::string_view word, const Symbol& sym,
                                  std::vector<int32_t>* out) const {
   int32_t token = -1;
   if (sym.piece >= 0) {
-    token = interned_token[sym.piece];
+    token = sym.piece < n ? sym.piece : -1;  // ids from n up are merge strings, not tokens
   } else if (sym.len == 1) {
     token = byte_token[static_cast<uint8_t>(word[sym.start])];
   } else {
-    auto it = bytes_to_id.find(AbslView(word.substr(sym.start, sym.len)));
-    if (it != bytes_to_id.end()) token = it->second;
+    token = TokenOfBytes(word.substr(sym.start, sym.len));
   }
   if (token >= 0) {
     out->push_back(token);
@@ -462,9 +559,9 @@ void Tokenizer::Impl::EmitSymbol(std::string_view word, const Symbol& sym,
 void Tokenizer::Impl::EncodeWord(std::string_view word, std::vector<Symbol>* symbols,
                                  std::vector<Bigram>* heap, std::vector<int32_t>* out) const {
   if (pre.ignore_merges()) {
-    auto it = bytes_to_id.find(AbslView(word));
-    if (it != bytes_to_id.end()) {
-      out->push_back(it->second);
+    const int32_t token = TokenOfBytes(word);
+    if (token >= 0) {
+      out->push_back(token);
       return;
     }
   }
@@ -534,8 +631,9 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Create(TokenizerSpec spec)
   if (!pre.ok()) return pre.status();
   auto impl = std::make_unique<Impl>(std::move(spec), *std::move(pre));
   if (absl::Status s = impl->BuildVocab(); !s.ok()) return s;
-  impl->BuildMerges();
   impl->DetectSpecialTokens();
+  if (absl::Status s = impl->BuildPieces(); !s.ok()) return s;
+  if (absl::Status s = impl->BuildMerges(); !s.ok()) return s;
   std::unique_ptr<Tokenizer> tokenizer(new Tokenizer());
   tokenizer->impl_ = std::move(impl);
   return tokenizer;
@@ -566,7 +664,7 @@ std::string Tokenizer::TokenBytes(int32_t id) const { return TokenBytes(id, true
 std::string Tokenizer::TokenBytes(int32_t id, bool render_special) const {
   if (id < 0 || id >= vocab_size()) return std::string();
   if (!render_special && IsSpecial(id)) return std::string();
-  return impl_->pieces[id];
+  return std::string(impl_->pieces[id]);
 }
 
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const { return Decode(ids, true); }
@@ -581,7 +679,7 @@ std::string Tokenizer::Decode(const std::vector<int32_t>& ids, bool render_speci
   return out;
 }
 
-int32_t Tokenizer::vocab_size() const { return static_cast<int32_t>(impl_->texts.size()); }
+int32_t Tokenizer::vocab_size() const { return impl_->n; }
 int32_t Tokenizer::bos_id() const { return impl_->spec.bos_id; }
 int32_t Tokenizer::eos_id() const { return impl_->spec.eos_id; }
 int32_t Tokenizer::eot_id() const { return impl_->eot_id; }
@@ -595,8 +693,8 @@ bool Tokenizer::IsSpecial(int32_t id) const {
 }
 
 int32_t Tokenizer::TokenId(std::string_view text) const {
-  auto it = impl_->text_to_id.find(AbslView(text));
-  return it == impl_->text_to_id.end() ? -1 : it->second;
+  auto it = impl_->text_to_id.find(text);
+  return it == impl_->text_to_id.end() ? -1 : *it;
 }
 
 const TokenizerSpec& Tokenizer::spec() const { return impl_->spec; }

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "worker/model/string_table.h"
 
 namespace saola::model {
 
@@ -25,13 +26,14 @@ enum class TokenType : int32_t {
 };
 
 /// Everything the tokenizer needs, independent of where it came from (GGUF metadata, or the
-/// router's copy received over gRPC).
+/// router's copy received over gRPC). The token and merge lists are StringTables (one buffer
+/// each, not one std::string per entry) to keep the vocabulary's resident memory small.
 struct TokenizerSpec {
   std::string model = "gpt2";          // tokenizer.ggml.model
   std::string pre = "default";         // tokenizer.ggml.pre
-  std::vector<std::string> tokens;     // tokenizer.ggml.tokens
+  StringTable tokens;                  // tokenizer.ggml.tokens
   std::vector<int32_t> token_types;    // tokenizer.ggml.token_type (empty: all normal)
-  std::vector<std::string> merges;     // tokenizer.ggml.merges, "left right"
+  StringTable merges;                  // tokenizer.ggml.merges, "left right"
   int32_t bos_id = -1;
   int32_t eos_id = -1;
   int32_t eot_id = -1;                 // end of turn, when the vocab has one
@@ -85,6 +87,9 @@ class Tokenizer {
   bool IsSpecial(int32_t id) const;
   /// Id of the token whose text is exactly `text`, or -1.
   int32_t TokenId(std::string_view text) const;
+  /// The spec the tokenizer was created from, less what it no longer needs: `merges` and
+  /// `token_types` are empty once Create has built its own compact tables from them (the token
+  /// texts, ids, flags and chat template are kept as given).
   const TokenizerSpec& spec() const;
 
   ~Tokenizer();

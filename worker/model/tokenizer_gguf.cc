@@ -2,6 +2,7 @@
 // what the file leaves out.
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "worker/model/gguf.h"
 #include "worker/model/pretokenizer.h"
 #include "worker/model/tokenizer.h"
@@ -18,6 +19,19 @@ absl::StatusOr<int32_t> OptionalId(const GgufFile& file, std::string_view key, s
   if (!id.ok()) return id.status();
   if (*id >= num_tokens) return fallback;
   return static_cast<int32_t>(*id);
+}
+
+// Copies a string array out of the file into one buffer (the file's strings are not kept).
+absl::Status CopyStrings(const GgufStringArray& strings, std::string_view key, StringTable* out) {
+  size_t total = 0;
+  for (std::string_view s : strings) total += s.size();  // disjoint parts of the file: no overflow
+  if (total > StringTable::kMaxBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrFormat("%s: %d bytes of strings, more than the 4 GiB supported", key, total));
+  }
+  out->reserve(strings.size(), total);
+  for (std::string_view s : strings) out->push_back(s);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<bool> OptionalBool(const GgufFile& file, std::string_view key, bool fallback) {
@@ -40,10 +54,11 @@ absl::StatusOr<TokenizerSpec> LoadTokenizerSpec(const GgufFile& file) {
   }
   if (spec.pre.empty()) spec.pre = "default";
 
-  absl::StatusOr<const std::vector<std::string>*> tokens =
-      file.GetStringArray("tokenizer.ggml.tokens");
+  absl::StatusOr<const GgufStringArray*> tokens = file.GetStringArray("tokenizer.ggml.tokens");
   if (!tokens.ok()) return tokens.status();
-  spec.tokens = **tokens;
+  if (absl::Status s = CopyStrings(**tokens, "tokenizer.ggml.tokens", &spec.tokens); !s.ok()) {
+    return s;
+  }
   const size_t n = spec.tokens.size();
 
   if (file.Find("tokenizer.ggml.token_type") != nullptr) {
@@ -58,10 +73,11 @@ absl::StatusOr<TokenizerSpec> LoadTokenizerSpec(const GgufFile& file) {
   }
 
   if (file.Find("tokenizer.ggml.merges") != nullptr) {
-    absl::StatusOr<const std::vector<std::string>*> merges =
-        file.GetStringArray("tokenizer.ggml.merges");
+    absl::StatusOr<const GgufStringArray*> merges = file.GetStringArray("tokenizer.ggml.merges");
     if (!merges.ok()) return merges.status();
-    spec.merges = **merges;
+    if (absl::Status s = CopyStrings(**merges, "tokenizer.ggml.merges", &spec.merges); !s.ok()) {
+      return s;
+    }
   } else if (spec.model == "gpt2") {
     return absl::InvalidArgumentError("tokenizer.ggml.merges: missing for a gpt2 tokenizer");
   }

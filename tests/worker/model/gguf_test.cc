@@ -142,7 +142,9 @@ TEST(GgufTest, EveryArrayTypeRoundTrips) {
   EXPECT_EQ(*f.GetFloatArray("f32"), (std::vector<double>{0.5, -1.0}));
   EXPECT_EQ(*f.GetFloatArray("f64"), (std::vector<double>{1e-300}));
   EXPECT_EQ(*f.GetFloatArray("i32"), (std::vector<double>{-1, 2, -3}));
-  EXPECT_EQ(**f.GetStringArray("str"), (std::vector<std::string>{"a", "", "ccc"}));
+  const GgufStringArray& strs = **f.GetStringArray("str");
+  EXPECT_EQ(std::vector<std::string>(strs.begin(), strs.end()),
+            (std::vector<std::string>{"a", "", "ccc"}));
   EXPECT_EQ(f.GetIntArray("empty")->size(), 0u);
 }
 

@@ -317,13 +317,29 @@ TEST(SmolTokenizerTest, LoadsTheSpecFromGguf) {
   EXPECT_EQ(spec.model, "gpt2");
   EXPECT_EQ(spec.pre, "smollm");
   EXPECT_EQ(spec.tokens.size(), 49152u);
-  EXPECT_EQ(spec.merges.size(), 48900u);
+  EXPECT_EQ(spec.tokens[1], "<|im_start|>");
+  // Create keeps its own merge table and token flags and frees the spec's copies.
+  EXPECT_TRUE(spec.merges.empty());
+  EXPECT_TRUE(spec.token_types.empty());
   EXPECT_EQ(tok->vocab_size(), 49152);
   EXPECT_EQ(tok->bos_id(), 1);
   EXPECT_EQ(tok->eos_id(), 2);
   EXPECT_FALSE(spec.add_bos);
   EXPECT_FALSE(spec.add_eos);
   EXPECT_NE(spec.chat_template.find("<|im_start|>"), std::string::npos);
+}
+
+TEST(SmolTokenizerTest, LoadTokenizerSpecReadsEveryList) {
+  REQUIRE_SMOL();
+  auto file = GgufFile::Open(kModelPath);
+  ASSERT_TRUE(file.ok()) << file.status();
+  auto spec = LoadTokenizerSpec(**file);
+  ASSERT_TRUE(spec.ok()) << spec.status();
+  EXPECT_EQ(spec->tokens.size(), 49152u);
+  EXPECT_EQ(spec->tokens[49151], "ectable");
+  EXPECT_EQ(spec->token_types.size(), 49152u);
+  EXPECT_EQ(spec->merges.size(), 48900u);
+  EXPECT_EQ(spec->merges[0], "\xC4\xA0 t");  // "Ġ t"
 }
 
 TEST(SmolTokenizerTest, HandpickedIds) {
