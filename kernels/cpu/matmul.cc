@@ -9,15 +9,18 @@
 // inline for a few tokens, split over tokens across the pool for many. MatMulShared does this
 // once for all its weights.
 //
-// Work split: rows are cut into one contiguous range per thread, aligned to kRowAlign so each
-// kernel's row tiles stay whole; every thread runs all n tokens for its rows, so each weight byte
-// is read by one thread once per call (decode is bound by weight bandwidth). MatMulShared lays
-// the rows of all its weights end to end and splits that combined range, so Q/K/V or gate/up run
-// as one parallel region.
+// Work split: rows are cut into ranges aligned to kRowAlign so each kernel's row tiles stay whole;
+// every thread runs all n tokens for its rows, so each weight byte is read by one thread once per
+// call (decode is bound by weight bandwidth). Small calls (decode) give each thread one
+// contiguous range; large ones (prefill) hand out several chunks per thread from a shared
+// counter, so one delayed thread does not stall the call. Results do not depend on the split
+// (every row is computed the same way wherever it lands). MatMulShared lays the rows of all its
+// weights end to end and splits that combined range, so Q/K/V or gate/up run as one region.
 #include "kernels/cpu/matmul.h"
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <cstdint>
 #include <cstring>
 
@@ -39,6 +42,8 @@ using internal::QuantizedActs;
 constexpr int64_t kRowAlign = 32;
 // Token rows from which activation preparation is split across threads.
 constexpr int64_t kParallelPrepTokens = 8;
+// Multiply-adds per work chunk (~10-20 us) above which a call is split dynamically.
+constexpr int64_t kMacsPerChunk = int64_t{4} << 20;
 
 size_t AlignUp(size_t v, size_t a) { return (v + a - 1) / a * a; }
 
@@ -282,6 +287,7 @@ void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, 
   };
   SmallVector<Segment, 4> segments;
   int64_t total_units = 0;
+  int64_t total_rows = 0;
   for (size_t i = 0; i < ws.size(); ++i) {
     const Weight& w = ws[i];
     CheckWeight(w);
@@ -291,6 +297,7 @@ void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, 
     const int64_t units = (w.rows + kRowAlign - 1) / kRowAlign;
     segments.push_back({&w, ys[i], kernel, prepared.Add(w.type, kernel), units});
     total_units += units;
+    total_rows += w.rows;
   }
   if (segments.empty()) return;
   prepared.Prepare(pool, scratch);
@@ -316,10 +323,28 @@ void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, 
     run_units(0, total_units);
     return;
   }
-  pool.Run([&](int tid) {
-    const int64_t u0 = total_units * tid / threads;
-    const int64_t u1 = total_units * (tid + 1) / threads;
-    if (u0 < u1) run_units(u0, u1);
+  // Small products (decode) take one contiguous range per thread: one weight stream each, no
+  // shared counter. Large ones (prefill) are cut into several chunks per thread, handed out from
+  // a shared counter, so a thread that is delayed (preempted on a busy machine, or slower) does
+  // not hold the others up for a whole share.
+  const int64_t macs = total_rows * ws[0].cols * n;
+  const int64_t chunks_per_thread = std::clamp<int64_t>(macs / kMacsPerChunk, 1, 8);
+  if (chunks_per_thread == 1) {
+    pool.Run([&](int tid) {
+      const int64_t u0 = total_units * tid / threads;
+      const int64_t u1 = total_units * (tid + 1) / threads;
+      if (u0 < u1) run_units(u0, u1);
+    });
+    return;
+  }
+  const int64_t chunk = std::max<int64_t>(1, total_units / (threads * chunks_per_thread));
+  std::atomic<int64_t> next{0};
+  pool.Run([&](int) {
+    for (;;) {
+      const int64_t u0 = next.fetch_add(chunk, std::memory_order_relaxed);
+      if (u0 >= total_units) break;
+      run_units(u0, std::min(total_units, u0 + chunk));
+    }
   });
 }
 
