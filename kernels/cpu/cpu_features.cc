@@ -78,7 +78,6 @@ Isa IsaFromEnv(Isa detected) {
 }
 
 std::atomic<int> g_active_isa{-1};
-std::atomic<bool> g_amx_enabled{true};
 
 bool RequestAmxPermission() {
   // Linux >= 5.16 keeps the 8 KB tile data state off until a process asks for it.
@@ -131,11 +130,7 @@ bool AmxUsable() {
     if (env != nullptr && std::strcmp(env, "0") == 0) return false;
     return RequestAmxPermission();
   }();
-  return granted && g_amx_enabled.load(std::memory_order_relaxed) && ActiveIsa() == Isa::kAvx512;
-}
-
-void SetAmxEnabledForTesting(bool enabled) {
-  g_amx_enabled.store(enabled, std::memory_order_relaxed);
+  return granted && ActiveIsa() == Isa::kAvx512;
 }
 
 }  // namespace saola::kernels::cpu

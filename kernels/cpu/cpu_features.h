@@ -49,11 +49,8 @@ Isa ActiveIsa();
 bool SetIsaForTesting(Isa isa);
 
 /// True if AMX-INT8 tiles can be used: the CPU has them, the OS granted this process permission to
-/// use the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested once), and the active path
-/// is kAvx512. SAOLA_CPU_AMX=0 disables AMX.
+/// use the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested once, on the first call),
+/// and the active path is kAvx512. SAOLA_CPU_AMX=0 disables AMX. (No kernel uses AMX today.)
 bool AmxUsable();
-
-/// Turns AMX off (or back on, where AmxUsable allows it) so tests reach the AVX-512 GEMM too.
-void SetAmxEnabledForTesting(bool enabled);
 
 }  // namespace saola::kernels::cpu

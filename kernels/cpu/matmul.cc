@@ -1,8 +1,11 @@
 // The matmul driver: picks the inner loops for the active instruction set, prepares the
 // activations once per call, and splits the weight rows across the thread pool.
 //
-// Kernel choice: AMX-INT8 tiles for n >= kAmxMinTokens where the CPU and OS allow them (prefill),
-// otherwise the widest of AVX-512 VNNI / AVX2 / scalar that has the weight type (matmul_kernels.h).
+// Kernel choice: the widest of AVX-512 VNNI / AVX2 / scalar that has the weight type
+// (matmul_kernels.h). All of them give the same bits for Q8_0 / Q4_0 / Q4_1 / F16 (llama.cpp's),
+// so the choice, like n and the thread split, never changes a result. (An AMX-INT8 GEMM was 2x
+// faster for prefill but sums whole 32-element blocks, which cannot reproduce ggml's per-lane
+// order; it was dropped for that. It is in the history of matmul_amx.cc.)
 //
 // Activations: quantized per 32-block exactly as ggml does (or rounded to half / bfloat16), then
 // laid out the way each chosen kernel wants (Kernel::pack), all before the row work starts;
@@ -99,11 +102,8 @@ const IsaKernels& KernelsFor(Isa isa) {
 }
 
 // The widest available kernel for `type`, falling back to narrower paths.
-Kernel PickKernel(DType type, int64_t n) {
+Kernel PickKernel(DType type) {
   const Isa isa = ActiveIsa();
-  if (n >= internal::kAmxMinTokens && AmxUsable()) {
-    if (Kernel k = internal::AmxKernel(type)) return k;
-  }
   for (int level = static_cast<int>(isa); level >= 0; --level) {
     if (Kernel k = KernelsFor(static_cast<Isa>(level)).For(type)) return k;
   }
@@ -293,7 +293,7 @@ void MatMulShared(ThreadPool& pool, std::span<const Weight> ws, const float* x, 
     CheckWeight(w);
     SAOLA_CHECK(w.cols == ws[0].cols);
     if (w.rows <= 0) continue;
-    const Kernel kernel = PickKernel(w.type, n);
+    const Kernel kernel = PickKernel(w.type);
     const int64_t units = (w.rows + kRowAlign - 1) / kRowAlign;
     segments.push_back({&w, ys[i], kernel, prepared.Add(w.type, kernel), units});
     total_units += units;

@@ -4,13 +4,14 @@
 // Quantized weights run "rows in lanes" like the AVX-512 kernels (matmul_rows_avx512.h): 8 weight
 // rows per ymm, each 32-element block transposed in registers into the VNNI layout, and the exact
 // block dots from vpmaddubsw (u8 x s8 pairs: nibble weights, or |w| with the sign moved onto x for
-// Q8_0; neither can saturate) and vpmaddwd. The fold into float is the canonical one, so the
-// results equal the AVX-512 / AMX / scalar paths bit for bit. Float weights use tiles of 4 rows x
-// 2 tokens of FMAs.
+// Q8_0; neither can saturate) and vpmaddwd, folded into float in llama.cpp's per-lane order, so the
+// results equal the AVX-512 / scalar paths (and llama.cpp) bit for bit. F16 weights follow
+// ggml_vec_dot_f16's AVX-512 order likewise; F32 / BF16 use tiles of 4 rows x 2 tokens of FMAs.
 #include <immintrin.h>
 
 #include <algorithm>
 #include <cstring>
+#include <vector>
 
 #include "kernels/cpu/matmul_kernels.h"
 #include "kernels/cpu/quantize.h"
@@ -99,9 +100,9 @@ void ToF16Avx2(const float* x, uint16_t* out, int64_t count) {
 }
 
 // ------------------------------------------------------------------------------------------------
-// Quantized weights, rows in lanes: 8 weight rows per ymm (see matmul_rows_avx512.h for the idea
-// and the canonical fold; the per-lane float ops here are the same, so results are bit-identical
-// to the AVX-512, AMX and scalar paths).
+// Quantized weights, rows in lanes: 8 weight rows per ymm, llama.cpp's per-lane block dots and
+// float order (see matmul_rows_avx512.h), so results equal the AVX-512 and scalar paths bit for
+// bit.
 
 enum class QType { kQ8_0, kQ4_0, kQ4_1 };
 
@@ -132,144 +133,145 @@ inline void LoadTransposed(const uint8_t* const rows[kLanes], int64_t off, __m25
   out[3] = _mm256_unpackhi_epi64(t1, t3);
 }
 
-// Block b of 8 rows in the VNNI layout (lane r of out[k] = elements 4k..4k+3 of row r): Q4 as
-// unsigned nibbles, Q8_0 as |w| (with *sign = w for the sign trick).
+// One 8-row tile unpacked: per block 8 VNNI vectors (lane r of vector k = elements 4k..4k+3 of
+// row r; Q4 nibbles unsigned, Q8_0 as |w|), for Q8_0 the signed bytes too, and the row scales.
+struct alignas(32) Vec32 {
+  uint8_t bytes[32];
+};
+struct TileBuffer {
+  std::vector<Vec32> w;     // [nb][8]
+  std::vector<Vec32> sign;  // [nb][8], Q8_0 only
+  std::vector<float> d;     // [nb][8]
+  std::vector<float> m;     // [nb][8]
+};
+
 template <QType Q>
-inline void UnpackBlock(const uint8_t* const rows[kLanes], int64_t b, __m256i out[8],
-                        __m256i sign[8]) {
-  const int64_t off = b * kBlockBytes<Q> + kQsOffset<Q>;
-  if constexpr (Q == QType::kQ8_0) {
-    LoadTransposed(rows, off, sign);
-    LoadTransposed(rows, off + 16, sign + 4);
-    for (int k = 0; k < 8; ++k) out[k] = _mm256_sign_epi8(sign[k], sign[k]);
-  } else {
-    const __m256i low4 = _mm256_set1_epi8(0x0F);
-    __m256i o[4];
-    LoadTransposed(rows, off, o);
-    for (int j = 0; j < 4; ++j) {
-      out[j] = _mm256_and_si256(o[j], low4);
-      out[4 + j] = _mm256_and_si256(_mm256_srli_epi16(o[j], 4), low4);
+void UnpackTile(const uint8_t* const rows[kLanes], int valid, int64_t nb, TileBuffer& buf) {
+  const __m256i low4 = _mm256_set1_epi8(0x0F);
+  for (int64_t b = 0; b < nb; ++b) {
+    const int64_t off = b * kBlockBytes<Q> + kQsOffset<Q>;
+    for (int r = 0; r < kLanes; ++r) {
+      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + off + kPrefetchBytes), _MM_HINT_T0);
+    }
+    __m256i v[8];
+    if constexpr (Q == QType::kQ8_0) {
+      LoadTransposed(rows, off, v);
+      LoadTransposed(rows, off + 16, v + 4);
+      for (int k = 0; k < 8; ++k) {
+        _mm256_store_si256(reinterpret_cast<__m256i*>(buf.sign[b * 8 + k].bytes), v[k]);
+        v[k] = _mm256_sign_epi8(v[k], v[k]);
+      }
+    } else {
+      __m256i o[4];
+      LoadTransposed(rows, off, o);
+      for (int j = 0; j < 4; ++j) {
+        v[j] = _mm256_and_si256(o[j], low4);
+        v[4 + j] = _mm256_and_si256(_mm256_srli_epi16(o[j], 4), low4);
+      }
+    }
+    for (int k = 0; k < 8; ++k) {
+      _mm256_store_si256(reinterpret_cast<__m256i*>(buf.w[b * 8 + k].bytes), v[k]);
+    }
+    for (int r = 0; r < kLanes; ++r) {
+      const uint8_t* blk = rows[r] + b * kBlockBytes<Q>;
+      buf.d[b * kLanes + r] = r < valid ? HalfAt(blk) : 0.0f;
+      buf.m[b * kLanes + r] = r < valid && Q == QType::kQ4_1 ? HalfAt(blk + 2) : 0.0f;
     }
   }
 }
 
-// Block b's d_w (and m_w) of 8 rows: one dword gather at the block starts, fp16 halves widened.
-template <QType Q>
-inline void GatherScales(const uint8_t* row0, int64_t b, __m256i offsets, __m256i valid,
-                         __m256* d, __m256* m) {
-  const __m256i raw = _mm256_mask_i32gather_epi32(
-      _mm256_setzero_si256(), reinterpret_cast<const int*>(row0 + b * kBlockBytes<Q>), offsets,
-      valid, 1);
-  // Low (d) and high (m) 16-bit halves of each dword, packed to 8 halves each.
-  const __m256i pick = _mm256_setr_epi8(0, 1, 4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15, 0, 1,
-                                        4, 5, 8, 9, 12, 13, 2, 3, 6, 7, 10, 11, 14, 15);
-  const __m256i packed = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(raw, pick), 0xD8);
-  *d = _mm256_cvtph_ps(_mm256_castsi256_si128(packed));
-  *m = Q == QType::kQ4_1 ? _mm256_cvtph_ps(_mm256_extracti128_si256(packed, 1))
-                         : _mm256_setzero_ps();
+// Per token, block and lane k, Q4_0's correction: -8 times the sum of activation quants
+// 4k .. 4k + 3 (the nibbles are dotted unsigned). Layout [token][block][8].
+size_t LaneCorrBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * a.q.nb) * 8 * sizeof(int32_t);
 }
 
-// The 8 rows' exact dots of one block with one token.
-template <QType Q>
-inline __m256i BlockDot(const __m256i w[8], const __m256i sign[8], const int8_t* x,
-                        int32_t corr) {
-  const __m256i ones = _mm256_set1_epi16(1);
-  if constexpr (Q == QType::kQ8_0) {
-    __m256i isum = _mm256_set1_epi32(corr);
-    for (int k = 0; k < 8; ++k) {
-      int32_t xk;
-      std::memcpy(&xk, x + 4 * k, 4);
-      const __m256i xs = _mm256_sign_epi8(_mm256_set1_epi32(xk), sign[k]);
-      isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(w[k], xs), ones));
-    }
-    return isum;
-  } else {
-    // Nibble x int8 pairs are <= 3810 in magnitude, so 8 of them sum exactly in int16.
-    __m256i sum16 = _mm256_setzero_si256();
-    for (int k = 0; k < 8; ++k) {
-      int32_t xk;
-      std::memcpy(&xk, x + 4 * k, 4);
-      sum16 = _mm256_add_epi16(sum16, _mm256_maddubs_epi16(w[k], _mm256_set1_epi32(xk)));
-    }
-    const __m256i isum = _mm256_madd_epi16(sum16, ones);
-    return Q == QType::kQ4_0 ? _mm256_add_epi32(isum, _mm256_set1_epi32(corr)) : isum;
-  }
-}
-
-template <QType Q>
-inline __m256 Fold(__m256 acc, __m256i isum, __m256 dw, __m256 mw, float dx, float sx) {
-  acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(dx)), acc);
-  if constexpr (Q == QType::kQ4_1) acc = _mm256_fmadd_ps(mw, _mm256_set1_ps(sx), acc);
-  return acc;
-}
-
-// Per token and block, Q4_0's integer correction -8 * sum(q_x) (nibbles are dotted unsigned).
-size_t CorrBytes(const Acts& a, int64_t cols) {
-  return static_cast<size_t>(a.n * a.q.nb) * sizeof(int32_t);
-}
-
-void PackCorrQ4_0(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+void PackLaneCorrQ4_0(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  const __m256i ones8 = _mm256_set1_epi8(1);
+  const __m256i ones16 = _mm256_set1_epi16(1);
   int32_t* corr = static_cast<int32_t*>(packed);
   for (int64_t t = t0; t < t1; ++t) {
-    for (int64_t b = 0; b < a.q.nb; ++b) corr[t * a.q.nb + b] = -8 * a.q.sum(t)[b];
+    const int8_t* qs = a.q.qs(t);
+    for (int64_t b = 0; b < a.q.nb; ++b) {
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * 32));
+      const __m256i sums = _mm256_madd_epi16(_mm256_maddubs_epi16(ones8, x), ones16);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(corr + (t * a.q.nb + b) * 8),
+                          _mm256_mullo_epi32(sums, _mm256_set1_epi32(-8)));
+    }
   }
 }
 
-// T tokens from t0 against 8 rows.
-template <QType Q, int T>
-void RowTile(const uint8_t* const rows[kLanes], __m256i offsets, __m256i valid_lanes, int valid,
-             const QuantizedActs& a, int64_t t0, const int32_t* corr, float* y, int64_t ldy) {
+// One token against one unpacked 8-row tile.
+template <QType Q>
+void TokenTile(const TileBuffer& buf, const __m256i store_mask, int valid,
+               const QuantizedActs& a, int64_t tok, const int32_t* corr, float* y) {
+  const __m256i ones = _mm256_set1_epi16(1);
   const int64_t nb = a.nb;
-  __m256 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm256_setzero_ps();
+  const int8_t* x = a.qs(tok);
+  __m256 acc[8];
+  for (int k = 0; k < 8; ++k) acc[k] = _mm256_setzero_ps();
+  __m256 summs = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
-    for (int r = 0; r < kLanes; ++r) {
-      _mm_prefetch(reinterpret_cast<const char*>(rows[r] + b * kBlockBytes<Q> + kPrefetchBytes),
-                   _MM_HINT_T0);
+    const __m256 dvec =
+        _mm256_mul_ps(_mm256_load_ps(&buf.d[b * kLanes]), _mm256_set1_ps(a.d(tok)[b]));
+    if constexpr (Q == QType::kQ4_1) {
+      summs = _mm256_fmadd_ps(_mm256_load_ps(&buf.m[b * kLanes]), _mm256_set1_ps(a.s(tok)[b]),
+                              summs);
     }
-    __m256i w[8], sign[8];
-    UnpackBlock<Q>(rows, b, w, sign);
-    __m256 dw, mw;
-    GatherScales<Q>(rows[0], b, offsets, valid_lanes, &dw, &mw);
-    for (int t = 0; t < T; ++t) {
-      const int64_t tok = t0 + t;
-      const int32_t c = Q == QType::kQ4_0 ? corr[tok * nb + b] : 0;
-      const __m256i isum = BlockDot<Q>(w, sign, a.qs(tok) + b * 32, c);
-      acc[t] = Fold<Q>(acc[t], isum, dw, mw, a.d(tok)[b], a.s(tok)[b]);
+    for (int k = 0; k < 8; ++k) {
+      int32_t xk;
+      std::memcpy(&xk, x + b * 32 + 4 * k, 4);
+      __m256i xv = _mm256_set1_epi32(xk);
+      const __m256i wk = _mm256_load_si256(reinterpret_cast<const __m256i*>(buf.w[b * 8 + k].bytes));
+      if constexpr (Q == QType::kQ8_0) {
+        xv = _mm256_sign_epi8(
+            xv, _mm256_load_si256(reinterpret_cast<const __m256i*>(buf.sign[b * 8 + k].bytes)));
+      }
+      __m256i p = _mm256_madd_epi16(_mm256_maddubs_epi16(wk, xv), ones);
+      if constexpr (Q == QType::kQ4_0) {
+        p = _mm256_add_epi32(p, _mm256_set1_epi32(corr[(tok * nb + b) * 8 + k]));
+      }
+      acc[k] = _mm256_fmadd_ps(dvec, _mm256_cvtepi32_ps(p), acc[k]);
     }
   }
-  for (int t = 0; t < T; ++t) {
-    if (valid == kLanes) {
-      _mm256_storeu_ps(y + t * ldy, acc[t]);
-    } else {
-      _mm256_maskstore_ps(y + t * ldy, valid_lanes, acc[t]);
-    }
+  // ggml's hsum_float_8, for 8 rows at once.
+  const __m256 a0 = _mm256_add_ps(acc[4], acc[0]);
+  const __m256 a1 = _mm256_add_ps(acc[5], acc[1]);
+  const __m256 a2 = _mm256_add_ps(acc[6], acc[2]);
+  const __m256 a3 = _mm256_add_ps(acc[7], acc[3]);
+  __m256 h = _mm256_add_ps(_mm256_add_ps(a0, a2), _mm256_add_ps(a1, a3));
+  if constexpr (Q == QType::kQ4_1) h = _mm256_add_ps(h, summs);
+  if (valid == kLanes) {
+    _mm256_storeu_ps(y, h);
+  } else {
+    _mm256_maskstore_ps(y, store_mask, h);
   }
 }
 
 template <QType Q>
 void QuantKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  static thread_local TileBuffer buf;
+  const int64_t nb = a.q.nb;
+  buf.w.resize(static_cast<size_t>(nb) * 8);
+  if (Q == QType::kQ8_0) buf.sign.resize(static_cast<size_t>(nb) * 8);
+  buf.d.resize(static_cast<size_t>(nb) * kLanes);
+  buf.m.resize(static_cast<size_t>(nb) * kLanes);
   const int32_t* corr = static_cast<const int32_t*>(a.packed);
   for (int64_t r = r0; r < r1; r += kLanes) {
     const int valid = static_cast<int>(std::min<int64_t>(kLanes, r1 - r));
     const uint8_t* rows[kLanes];
-    alignas(32) int32_t offsets[kLanes];
     alignas(32) int32_t lanes[kLanes];
     for (int i = 0; i < kLanes; ++i) {
       // Rows past the end read the first row; their lanes are never stored.
       rows[i] = static_cast<const uint8_t*>(w.data) +
                 static_cast<size_t>(r + (i < valid ? i : 0)) * w.row_stride_bytes;
-      offsets[i] = static_cast<int32_t>(i * w.row_stride_bytes);
       lanes[i] = i < valid ? -1 : 0;
     }
-    const __m256i off = _mm256_load_si256(reinterpret_cast<const __m256i*>(offsets));
-    const __m256i valid_lanes = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
-    float* yr = y + r;
-    int64_t t = 0;
-    for (; t + kTokenTile <= a.n; t += kTokenTile) {
-      RowTile<Q, kTokenTile>(rows, off, valid_lanes, valid, a.q, t, corr, yr + t * ldy, ldy);
+    const __m256i store_mask = _mm256_load_si256(reinterpret_cast<const __m256i*>(lanes));
+    UnpackTile<Q>(rows, valid, nb, buf);
+    for (int64_t t = 0; t < a.n; ++t) {
+      TokenTile<Q>(buf, store_mask, valid, a.q, t, corr, y + t * ldy + r);
     }
-    if (t < a.n) RowTile<Q, 1>(rows, off, valid_lanes, valid, a.q, t, corr, yr + t * ldy, ldy);
   }
 }
 
@@ -375,16 +377,54 @@ void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* 
   }
 }
 
+// F16 weights in ggml_vec_dot_f16's AVX-512 order (ggml_exact.h GgmlDotF16), each 16-lane
+// accumulator as two ymm: bit-identical to the AVX-512 and scalar paths.
+void F16Row(const uint8_t* row, int64_t cols, const float* x, float* out) {
+  __m256 acc[4][2];
+  for (int j = 0; j < 4; ++j) acc[j][0] = acc[j][1] = _mm256_setzero_ps();
+  const int64_t np = cols & ~int64_t{63};
+  for (int64_t k = 0; k < np; k += 64) {
+    for (int j = 0; j < 4; ++j) {
+      for (int h = 0; h < 2; ++h) {
+        const int64_t e = k + 16 * j + 8 * h;
+        acc[j][h] = _mm256_fmadd_ps(LoadWeight8<FloatKind::kF16>(row, e), _mm256_loadu_ps(x + e),
+                                    acc[j][h]);
+      }
+    }
+  }
+  // (acc0 + acc2) + (acc1 + acc3) per half, then GCC's _mm512_reduce_add_ps order:
+  // a_i = x[i + 8] + x[i], b_i = a[i + 4] + a[i], (b0 + b2) + (b1 + b3).
+  __m256 s[2];
+  for (int h = 0; h < 2; ++h) {
+    s[h] = _mm256_add_ps(_mm256_add_ps(acc[0][h], acc[2][h]), _mm256_add_ps(acc[1][h], acc[3][h]));
+  }
+  const __m256 a8 = _mm256_add_ps(s[1], s[0]);
+  const __m128 b4 = _mm_add_ps(_mm256_extractf128_ps(a8, 1), _mm256_castps256_ps128(a8));
+  const __m128 c2 = _mm_add_ps(b4, _mm_movehl_ps(b4, b4));
+  double sum = _mm_cvtss_f32(_mm_add_ss(c2, _mm_movehdup_ps(c2)));
+  for (int64_t kk = np; kk < cols; ++kk) {
+    sum += static_cast<double>(LoadWeight1<FloatKind::kF16>(row, kk) * x[kk]);
+  }
+  *out = static_cast<float>(sum);
+}
+
+void F16Kernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const float* x = static_cast<const float*>(a.packed);
+  for (int64_t r = r0; r < r1; ++r) {
+    for (int64_t t = 0; t < a.n; ++t) F16Row(RowPtr(w, r), w.cols, x + t * w.cols, y + t * ldy + r);
+  }
+}
+
 }  // namespace
 
 const IsaKernels& Avx2Kernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
     k.f32 = Kernel{FloatKernel<FloatKind::kF32>};
-    k.f16 = Kernel{FloatKernel<FloatKind::kF16>, WidenedBytes, PackWidened<FloatKind::kF16>};
+    k.f16 = Kernel{F16Kernel, WidenedBytes, PackWidened<FloatKind::kF16>};
     k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidened<FloatKind::kBF16>};
     k.q8_0 = Kernel{QuantKernel<QType::kQ8_0>};
-    k.q4_0 = Kernel{QuantKernel<QType::kQ4_0>, CorrBytes, PackCorrQ4_0};
+    k.q4_0 = Kernel{QuantKernel<QType::kQ4_0>, LaneCorrBytes, PackLaneCorrQ4_0};
     k.q4_1 = Kernel{QuantKernel<QType::kQ4_1>};
     k.quantize = QuantizeActsAvx2;
     k.to_f16 = ToF16Avx2;

@@ -4,7 +4,8 @@
 // matmul_rows_avx512.cc.
 //
 // Float weights: tiles of R = 4 rows x T = 4 tokens of FMAs, so each weight vector is loaded
-// once per 4 tokens and each activation vector once per 4 rows.
+// once per 4 tokens and each activation vector once per 4 rows; F16 in ggml_vec_dot_f16's exact
+// order (F16Kernel).
 
 // GCC 12's AVX-512 headers trip -Wmaybe-uninitialized on their own _mm512_undefined_* temporaries.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -278,13 +279,66 @@ void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* 
   }
 }
 
+// F16 weights in ggml_vec_dot_f16's order (AVX-512 build; ggml_exact.h GgmlDotF16), so the result
+// equals llama.cpp's bit for bit: per (row, token) four 16-lane accumulators, chunk j of every
+// 64-element step into accumulator j, then (acc0 + acc2) + (acc1 + acc3), GCC's
+// _mm512_reduce_add_ps widened to double, and the last cols % 64 products added in double.
+template <int R, int T>
+inline void F16Tile(const uint8_t* const* rows, int64_t cols, const float* x, float* y,
+                    int64_t ldy) {
+  __m512 acc[R][T][4];
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      for (int j = 0; j < 4; ++j) acc[r][t][j] = _mm512_setzero_ps();
+    }
+  }
+  const int64_t np = cols & ~int64_t{63};
+  for (int64_t k = 0; k < np; k += 64) {
+    for (int j = 0; j < 4; ++j) {
+      __m512 wv[R];
+      for (int r = 0; r < R; ++r) wv[r] = LoadWeight16<FloatKind::kF16>(rows[r], k + 16 * j);
+      for (int t = 0; t < T; ++t) {
+        const __m512 xv = _mm512_loadu_ps(x + t * cols + k + 16 * j);
+        for (int r = 0; r < R; ++r) acc[r][t][j] = _mm512_fmadd_ps(wv[r], xv, acc[r][t][j]);
+      }
+    }
+  }
+  for (int r = 0; r < R; ++r) {
+    for (int t = 0; t < T; ++t) {
+      const __m512 s0 = _mm512_add_ps(_mm512_add_ps(acc[r][t][0], acc[r][t][2]),
+                                      _mm512_add_ps(acc[r][t][1], acc[r][t][3]));
+      double sum = _mm512_reduce_add_ps(s0);
+      for (int64_t kk = np; kk < cols; ++kk) {
+        sum += static_cast<double>(LoadWeight1<FloatKind::kF16>(rows[r], kk) * x[t * cols + kk]);
+      }
+      y[t * ldy + r] = static_cast<float>(sum);
+    }
+  }
+}
+
+void F16Kernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
+  const int64_t cols = w.cols;
+  const float* x = static_cast<const float*>(a.packed);
+  int64_t r = r0;
+  for (; r + 2 <= r1; r += 2) {
+    const uint8_t* rows[2] = {RowPtr(w, r), RowPtr(w, r + 1)};
+    int64_t t = 0;
+    for (; t + 2 <= a.n; t += 2) F16Tile<2, 2>(rows, cols, x + t * cols, y + t * ldy + r, ldy);
+    if (t < a.n) F16Tile<2, 1>(rows, cols, x + t * cols, y + t * ldy + r, ldy);
+  }
+  if (r < r1) {
+    const uint8_t* rows[1] = {RowPtr(w, r)};
+    for (int64_t t = 0; t < a.n; ++t) F16Tile<1, 1>(rows, cols, x + t * cols, y + t * ldy + r, ldy);
+  }
+}
+
 }  // namespace
 
 const IsaKernels& Avx512Kernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
     k.f32 = Kernel{FloatKernel<FloatKind::kF32>};
-    k.f16 = Kernel{FloatKernel<FloatKind::kF16>, WidenedBytes, PackWidened<FloatKind::kF16>};
+    k.f16 = Kernel{F16Kernel, WidenedBytes, PackWidened<FloatKind::kF16>};
     k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidened<FloatKind::kBF16>};
     k.q8_0 = RowsAvx512Kernel(DType::kQ8_0);
     k.q4_0 = RowsAvx512Kernel(DType::kQ4_0);

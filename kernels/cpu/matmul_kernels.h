@@ -1,5 +1,7 @@
 // Internal interface between the matmul driver (matmul.cc) and its per-ISA inner loops
-// (matmul_ref.cc for the portable scalar path, matmul_avx2.cc, matmul_avx512.cc, matmul_amx.cc).
+// (matmul_ref.cc for the portable scalar path, matmul_avx2.cc, matmul_avx512.cc and
+// matmul_rows_avx512.cc). For Q8_0 / Q4_0 / Q4_1 and F16 weights every path reproduces llama.cpp's
+// arithmetic bit for bit (ggml_exact.h, matmul_ref.cc), whatever the batch size or thread split.
 //
 // The driver prepares the activations once per call in the form the weight type needs:
 //   - integer-dot types (Q8_0, Q4_0, Q4_1): x quantized per 32-block into QuantizedActs, with the
@@ -108,15 +110,8 @@ const IsaKernels& ScalarKernels();
 const IsaKernels& Avx2Kernels();    // defined in matmul_avx2.cc; call only on AVX2+FMA+F16C CPUs
 const IsaKernels& Avx512Kernels();  // defined in matmul_avx512.cc; call only on kAvx512 CPUs
 
-/// AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_1 (matmul_rows_avx512.cc); bit-identical to
-/// AmxKernel. Call only on kAvx512 CPUs.
+/// AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_1 (matmul_rows_avx512.cc). Call only on kAvx512
+/// CPUs.
 Kernel RowsAvx512Kernel(DType type);
-
-/// AMX-INT8 GEMM for many tokens (matmul_amx.cc). Returns an empty Kernel for types it does not
-/// handle. Call only when AmxUsable().
-Kernel AmxKernel(DType type);
-
-/// Tokens at or above which the driver prefers AmxKernel.
-inline constexpr int64_t kAmxMinTokens = 16;
 
 }  // namespace saola::kernels::cpu::internal

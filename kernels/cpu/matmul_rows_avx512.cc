@@ -1,20 +1,19 @@
-// AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_1 weights, "rows in lanes" (see matmul_rows_avx512.h
-// for the shared pieces and the canonical fold that makes every path bit-identical).
+// AVX-512 VNNI kernels for Q8_0 / Q4_0 / Q4_1 weights, "rows in lanes": 16 weight rows per zmm,
+// llama.cpp's per-lane block dots and float order bit for bit (see matmul_rows_avx512.h).
 //
-// A tile is 16 weight rows, one per 32-bit lane. For each 32-element block the 16 rows' bytes are
-// transposed in registers into the VNNI layout (lane r of vector k = elements 4k..4k+3 of row r;
-// 4 loads + 12 inserts + 8 unpacks for the 16 rows), and 8 vpdpbusd against the token's activation
-// dwords broadcast from memory give the 16 rows' exact block dots. The block's scales come from
-// one gather of the 16 rows' (d, m) dwords. Q4_0's "- 8" and Q8_0's "+ 128" (xor 0x80 makes the
-// weights unsigned for vpdpbusd) are undone by starting the integer dot at -8 / -128 * sum(q_x).
+// Per block and 16 rows: the rows' bytes are transposed in registers into 8 VNNI vectors (4 loads
+// + 12 inserts + 8 unpacks), the scales come from one gather of the rows' (d, m) dwords, and per
+// token 8 vpdpbusd (activation dwords broadcast from memory) + 8 cvt + 8 fma fold the block into
+// the 8 lane accumulators. Q4_0's "- 8" and Q8_0's "+ 128" (xor 0x80 makes the weights unsigned
+// for vpdpbusd) are undone exactly by starting each lane's dot at -8 / -128 times the sum of the
+// lane's 4 activation quants (packed once per call).
 //
-// Few tokens (decode): each block is unpacked in registers and used by the T <= 3 tokens at once.
-// Many tokens: a 16-row tile is unpacked once into an L1 buffer and reused by every token, 8
-// tokens at a time (8 weight vectors + 8 accumulators in registers; per token and block: 8
-// vpdpbusd + 3-4 ops of fold, ~40 multiply-adds per instruction).
+// One token (decode): each block is unpacked in registers and used at once. More tokens: a 16-row
+// tile is unpacked once into an L1 buffer and reused by every token, two tokens per pass.
 //
 // Each tile's weight stream prefetches kPrefetchBytes ahead: decode reads ~100 MB of weights per
-// token, and the hardware prefetchers alone keep too few lines in flight.
+// token, and the hardware prefetchers alone keep too few lines in flight (this doubles cold-cache
+// throughput on this class of machine).
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #pragma GCC diagnostic ignored "-Wuninitialized"
 
@@ -36,36 +35,41 @@ using rows::QType;
 using rows::RowGather;
 
 constexpr int64_t kPrefetchBytes = 4096;
-// Tokens at or above which a row tile is unpacked once into memory and reused.
-constexpr int64_t kBufferedMinTokens = 4;
-// Tokens per pass over a buffered row tile.
-constexpr int kTokenTile = 8;
 
-// Per token and block, the integer start of the block dot: Q4_0 -8 * sum(q_x), Q8_0 -128 * sum.
-size_t CorrBytes(const Acts& a, int64_t cols) {
-  return static_cast<size_t>(a.n * a.q.nb) * sizeof(int32_t);
+// Per token, block and lane k: the integer start of the lane's dot, -8 (Q4_0) or -128 (Q8_0)
+// times the sum of activation quants 4k .. 4k + 3. Layout [token][block][8].
+size_t LaneCorrBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * a.q.nb) * 8 * sizeof(int32_t);
 }
 
 template <QType Q>
-void PackCorr(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+void PackLaneCorr(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  constexpr int32_t kMul = Q == QType::kQ4_0 ? -8 : -128;
+  const __m256i ones = _mm256_set1_epi8(1);
   int32_t* corr = static_cast<int32_t*>(packed);
-  const int32_t k = Q == QType::kQ4_0 ? -8 : -128;
   for (int64_t t = t0; t < t1; ++t) {
-    const int32_t* sum = a.q.sum(t);
-    for (int64_t b = 0; b < a.q.nb; ++b) corr[t * a.q.nb + b] = k * sum[b];
+    const int8_t* qs = a.q.qs(t);
+    for (int64_t b = 0; b < a.q.nb; ++b) {
+      const __m256i x = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(qs + b * 32));
+      const __m256i lane_sums = _mm256_dpbusd_epi32(_mm256_setzero_si256(), ones, x);
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(corr + (t * a.q.nb + b) * 8),
+                          _mm256_mullo_epi32(lane_sums, _mm256_set1_epi32(kMul)));
+    }
   }
 }
 
-// The 16 rows' exact dots of block b with one token: 8 vpdpbusd against the token's dwords.
+// Folds one block of one token into the 8 lane accumulators. w: the block's 8 VNNI vectors,
+// x: the token's 32 activation quants of the block, corr: its 8 lane corrections (Q4_0 / Q8_0).
 template <QType Q>
-inline __m512i BlockDot(const __m512i w[8], const int8_t* x, int32_t corr) {
-  __m512i isum = Q == QType::kQ4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(corr);
+inline void FoldBlock(const __m512i w[8], const int8_t* x, const int32_t* corr, __m512 dvec,
+                      __m512 acc[8]) {
   for (int k = 0; k < 8; ++k) {
     int32_t xk;
     std::memcpy(&xk, x + 4 * k, 4);
-    isum = _mm512_dpbusd_epi32(isum, w[k], _mm512_set1_epi32(xk));
+    const __m512i start = Q == QType::kQ4_1 ? _mm512_setzero_si512() : _mm512_set1_epi32(corr[k]);
+    const __m512i p = _mm512_dpbusd_epi32(start, w[k], _mm512_set1_epi32(xk));
+    acc[k] = _mm512_fmadd_ps(dvec, _mm512_cvtepi32_ps(p), acc[k]);
   }
-  return isum;
 }
 
 inline void PrefetchAhead(const uint8_t* const rows[kRows], int64_t off) {
@@ -74,27 +78,35 @@ inline void PrefetchAhead(const uint8_t* const rows[kRows], int64_t off) {
   }
 }
 
-// Few tokens: T tokens starting at t0 against one 16-row tile, unpacking in registers.
-template <QType Q, int T>
+template <QType Q>
+inline void StoreResult(const __m512 acc[8], __m512 summs, __mmask16 valid, float* y) {
+  __m512 h = rows::Hsum8(acc);
+  if constexpr (Q == QType::kQ4_1) h = _mm512_add_ps(h, summs);
+  _mm512_mask_storeu_ps(y, valid, h);
+}
+
+// One token against one 16-row tile, unpacking each block in registers.
+template <QType Q>
 void DirectTile(const uint8_t* const rows[kRows], const RowGather& g, const QuantizedActs& a,
-                int64_t t0, const int32_t* corr, float* y, int64_t ldy) {
+                const int32_t* corr, float* y) {
   const int64_t nb = a.nb;
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
+  const int8_t* x = a.qs(0);
+  const float* dx = a.d(0);
+  const float* sx = a.s(0);
+  __m512 acc[8];
+  for (int k = 0; k < 8; ++k) acc[k] = _mm512_setzero_ps();
+  __m512 summs = _mm512_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     PrefetchAhead(rows, b * rows::kBlockBytes<Q>);
     __m512i w[8];
-    rows::UnpackBlock<Q, true>(rows, b, w);
+    rows::UnpackBlock<Q>(rows, b, w);
     __m512 dw, mw;
     rows::GatherScales<Q>(rows[0], b, g, &dw, &mw);
-    for (int t = 0; t < T; ++t) {
-      const int64_t tok = t0 + t;
-      const int32_t c = Q == QType::kQ4_1 ? 0 : corr[tok * nb + b];
-      const __m512i isum = BlockDot<Q>(w, a.qs(tok) + b * 32, c);
-      acc[t] = rows::Fold<Q>(acc[t], isum, dw, mw, a.d(tok)[b], a.s(tok)[b]);
-    }
+    if constexpr (Q == QType::kQ4_1) summs = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx[b]), summs);
+    FoldBlock<Q>(w, x + b * 32, Q == QType::kQ4_1 ? nullptr : corr + b * 8,
+                 _mm512_mul_ps(dw, _mm512_set1_ps(dx[b])), acc);
   }
-  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * ldy, g.valid, acc[t]);
+  StoreResult<Q>(acc, summs, g.valid, y);
 }
 
 // One 16-row tile unpacked into memory: [nb][8] VNNI vectors and [nb][16] scales.
@@ -113,7 +125,7 @@ void UnpackTile(const uint8_t* const rows[kRows], const RowGather& g, int64_t nb
   for (int64_t b = 0; b < nb; ++b) {
     PrefetchAhead(rows, b * rows::kBlockBytes<Q>);
     __m512i v[8];
-    rows::UnpackBlock<Q, true>(rows, b, v);
+    rows::UnpackBlock<Q>(rows, b, v);
     for (int k = 0; k < 8; ++k) _mm512_store_si512(buf.w[b * 8 + k].bytes, v[k]);
     __m512 dw, mw;
     rows::GatherScales<Q>(rows[0], b, g, &dw, &mw);
@@ -122,22 +134,16 @@ void UnpackTile(const uint8_t* const rows[kRows], const RowGather& g, int64_t nb
   }
 }
 
-// T tokens starting at t0 against a buffered tile.
+// T tokens (1 or 2) starting at t0 against a buffered tile.
 template <QType Q, int T>
 void BufferedTokens(const TileBuffer& buf, __mmask16 valid, const QuantizedActs& a, int64_t t0,
                     const int32_t* corr, float* y, int64_t ldy) {
   const int64_t nb = a.nb;
-  __m512 acc[T];
-  for (int t = 0; t < T; ++t) acc[t] = _mm512_setzero_ps();
-  const int8_t* xq[T];
-  const float* dx[T];
-  const float* sx[T];
-  const int32_t* ct[T];
+  __m512 acc[T][8];
+  __m512 summs[T];
   for (int t = 0; t < T; ++t) {
-    xq[t] = a.qs(t0 + t);
-    dx[t] = a.d(t0 + t);
-    sx[t] = a.s(t0 + t);
-    ct[t] = Q == QType::kQ4_1 ? nullptr : corr + (t0 + t) * nb;
+    for (int k = 0; k < 8; ++k) acc[t][k] = _mm512_setzero_ps();
+    summs[t] = _mm512_setzero_ps();
   }
   for (int64_t b = 0; b < nb; ++b) {
     __m512i w[8];
@@ -145,11 +151,16 @@ void BufferedTokens(const TileBuffer& buf, __mmask16 valid, const QuantizedActs&
     const __m512 dw = _mm512_loadu_ps(&buf.d[b * kRows]);
     const __m512 mw = _mm512_loadu_ps(&buf.m[b * kRows]);
     for (int t = 0; t < T; ++t) {
-      const __m512i isum = BlockDot<Q>(w, xq[t] + b * 32, Q == QType::kQ4_1 ? 0 : ct[t][b]);
-      acc[t] = rows::Fold<Q>(acc[t], isum, dw, mw, dx[t][b], sx[t][b]);
+      const int64_t tok = t0 + t;
+      if constexpr (Q == QType::kQ4_1) {
+        summs[t] = _mm512_fmadd_ps(mw, _mm512_set1_ps(a.s(tok)[b]), summs[t]);
+      }
+      FoldBlock<Q>(w, a.qs(tok) + b * 32,
+                   Q == QType::kQ4_1 ? nullptr : corr + (tok * nb + b) * 8,
+                   _mm512_mul_ps(dw, _mm512_set1_ps(a.d(tok)[b])), acc[t]);
     }
   }
-  for (int t = 0; t < T; ++t) _mm512_mask_storeu_ps(y + t * ldy, valid, acc[t]);
+  for (int t = 0; t < T; ++t) StoreResult<Q>(acc[t], summs[t], valid, y + t * ldy);
 }
 
 template <QType Q>
@@ -158,8 +169,7 @@ void RowsKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y
   const QuantizedActs& q = a.q;
   const int64_t nb = q.nb;
   const int32_t* corr = static_cast<const int32_t*>(a.packed);
-  const bool buffered = a.n >= kBufferedMinTokens;
-  if (buffered) {
+  if (a.n > 1) {
     buf.w.resize(static_cast<size_t>(nb) * 8);
     buf.d.resize(static_cast<size_t>(nb) * kRows);
     buf.m.resize(static_cast<size_t>(nb) * kRows);
@@ -174,19 +184,12 @@ void RowsKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y
     }
     const RowGather g = rows::MakeRowGather(w.row_stride_bytes, count);
     float* yr = y + r;
-    if (!buffered) {
-      switch (a.n) {
-        case 1: DirectTile<Q, 1>(rows, g, q, 0, corr, yr, ldy); break;
-        case 2: DirectTile<Q, 2>(rows, g, q, 0, corr, yr, ldy); break;
-        default: DirectTile<Q, 3>(rows, g, q, 0, corr, yr, ldy); break;
-      }
+    if (a.n == 1) {
+      DirectTile<Q>(rows, g, q, corr, yr);
       continue;
     }
     UnpackTile<Q>(rows, g, nb, buf);
     int64_t t = 0;
-    for (; t + kTokenTile <= a.n; t += kTokenTile) {
-      BufferedTokens<Q, kTokenTile>(buf, g.valid, q, t, corr, yr + t * ldy, ldy);
-    }
     for (; t + 2 <= a.n; t += 2) BufferedTokens<Q, 2>(buf, g.valid, q, t, corr, yr + t * ldy, ldy);
     if (t < a.n) BufferedTokens<Q, 1>(buf, g.valid, q, t, corr, yr + t * ldy, ldy);
   }
@@ -196,8 +199,10 @@ void RowsKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y
 
 Kernel RowsAvx512Kernel(DType type) {
   switch (type) {
-    case DType::kQ8_0: return Kernel{RowsKernel<QType::kQ8_0>, CorrBytes, PackCorr<QType::kQ8_0>};
-    case DType::kQ4_0: return Kernel{RowsKernel<QType::kQ4_0>, CorrBytes, PackCorr<QType::kQ4_0>};
+    case DType::kQ8_0:
+      return Kernel{RowsKernel<QType::kQ8_0>, LaneCorrBytes, PackLaneCorr<QType::kQ8_0>};
+    case DType::kQ4_0:
+      return Kernel{RowsKernel<QType::kQ4_0>, LaneCorrBytes, PackLaneCorr<QType::kQ4_0>};
     case DType::kQ4_1: return Kernel{RowsKernel<QType::kQ4_1>};
     default: return Kernel{};
   }

@@ -1,17 +1,22 @@
-// Shared pieces of the "rows in lanes" integer matmul kernels: matmul_rows_avx512.cc (AVX-512
-// VNNI) and matmul_amx.cc (AMX-INT8). Include only from files compiled with AVX-512 flags.
+// Shared pieces of the "rows in lanes" integer matmul kernels (matmul_rows_avx512.cc). Include
+// only from files compiled with AVX-512 flags.
 //
-// Both kernels give lane r of a zmm to weight row r of a 16-row tile, compute each 32-element
-// block's exact integer dot per (row, token), and fold it into float in the same canonical order:
+// A tile is 16 weight rows, one per 32-bit lane of a zmm. For each 32-element block the 16 rows'
+// bytes are transposed in registers into the VNNI layout: vector k, lane r = elements
+// 4k .. 4k + 3 of row r (for Q4, element e < 16 is the low nibble of qs[e], e >= 16 the high
+// nibble of qs[e - 16]). One vpdpbusd of vector k against activation dword k broadcast gives, for
+// 16 rows at once, exactly the integer that lane k of ggml's 8-lane block dot holds
+// (ggml_vec_dot_q4_1_q8_1 and friends, see matmul_ref.cc). Keeping one float accumulator per k
+// reproduces llama.cpp's arithmetic bit for bit:
 //
-//   acc = 0;  for b in blocks:  acc = fma(float(isum_b), d_w[b] * d_x[b], acc)
-//                               Q4_1 also: acc = fma(m_w[b], s_x[b], acc)
+//   acc[k] = fmaf(d_w[b] * d_x[b], (float)lane_dot_k, acc[k])      for each block b, k = 0..7
+//   Q4_1:  summs = fmaf(m_w[b], s_x[b], summs)
+//   result = ((acc4 + acc0) + (acc6 + acc2)) + ((acc5 + acc1) + (acc7 + acc3))  [+ summs]
 //
-// Integers are exact whatever instruction computed them (vpdpbusd, tdpbssd, ...), so every path
-// and every batch size n gives bit-identical results for a (row, token). That matters beyond
-// neatness: 8-bit activation quantization is discontinuous, so a 1e-7 difference between the
-// prefill and the decode path can flip a rounding and grow through 30 layers into visibly
-// different logits; the model's tests require chunked prefill == one step == token by token.
+// Every path (scalar, AVX2, AVX-512) and every batch size gives the same bits for a (row, token),
+// which also matters beyond matching llama.cpp: 8-bit activation quantization is discontinuous,
+// so a 1e-7 difference between the prefill and the decode path can flip a rounding and grow
+// through 30 layers into visibly different logits.
 #pragma once
 
 #include <immintrin.h>
@@ -30,7 +35,7 @@ template <QType Q>
 constexpr int kBlockBytes = Q == QType::kQ8_0 ? 34 : (Q == QType::kQ4_0 ? 18 : 20);
 
 template <QType Q>
-constexpr int kQsOffset = Q == QType::kQ8_0 ? 2 : (Q == QType::kQ4_0 ? 2 : 4);
+constexpr int kQsOffset = Q == QType::kQ4_1 ? 4 : 2;
 
 // Four 128-bit pieces of 16 rows, one per zmm lane: z[i] lane L = piece of row i + 4 L; after the
 // 4 x 4 dword transpose inside each lane, out[j] holds dword j of rows 0..15 in order.
@@ -60,23 +65,20 @@ inline void LoadPieces(const uint8_t* const rows[kRows], int64_t off, __m512i z[
   }
 }
 
-// Block `b` of 16 rows in the VNNI layout: out[k4] lane r = elements 4 k4 .. 4 k4 + 3 of row r.
-// kUnsigned (for vpdpbusd, u8 x s8): Q4 nibbles as is, Q8_0 flipped by xor 0x80 (the dot then
-// needs -8 / -128 * sum(q_x) added). Otherwise (for tdpbssd / tdpbsud): Q4_0 as nibble - 8,
-// Q8_0 as is, Q4_1 nibbles.
-template <QType Q, bool kUnsigned>
+// Block b of 16 rows in the VNNI layout, unsigned for vpdpbusd (u8 x s8): Q4 nibbles as is (Q4_0's
+// "- 8" is added back through the activation lane sums), Q8_0 flipped by xor 0x80 (likewise
+// "+ 128").
+template <QType Q>
 inline void UnpackBlock(const uint8_t* const rows[kRows], int64_t b, __m512i out[8]) {
   const int64_t off = b * kBlockBytes<Q> + kQsOffset<Q>;
   __m512i z[4];
   if constexpr (Q == QType::kQ8_0) {
+    const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
     for (int part = 0; part < 2; ++part) {
       LoadPieces(rows, off + part * 16, z);
       Transpose4x4Lanes(z, out + part * 4);
     }
-    if constexpr (kUnsigned) {
-      const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
-      for (int k = 0; k < 8; ++k) out[k] = _mm512_xor_si512(out[k], flip);
-    }
+    for (int k = 0; k < 8; ++k) out[k] = _mm512_xor_si512(out[k], flip);
   } else {
     const __m512i low4 = _mm512_set1_epi8(0x0F);
     __m512i o[4];
@@ -85,10 +87,6 @@ inline void UnpackBlock(const uint8_t* const rows[kRows], int64_t b, __m512i out
     for (int j = 0; j < 4; ++j) {
       out[j] = _mm512_and_si512(o[j], low4);
       out[4 + j] = _mm512_and_si512(_mm512_srli_epi16(o[j], 4), low4);
-    }
-    if constexpr (Q == QType::kQ4_0 && !kUnsigned) {
-      const __m512i eight = _mm512_set1_epi8(8);
-      for (int k = 0; k < 8; ++k) out[k] = _mm512_sub_epi8(out[k], eight);
     }
   }
 }
@@ -123,12 +121,13 @@ inline void GatherScales(const uint8_t* row0, int64_t b, const RowGather& g, __m
   }
 }
 
-// The canonical fold of one block for one token: see the file comment.
-template <QType Q>
-inline __m512 Fold(__m512 acc, __m512i isum, __m512 dw, __m512 mw, float dx, float sx) {
-  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_mul_ps(dw, _mm512_set1_ps(dx)), acc);
-  if constexpr (Q == QType::kQ4_1) acc = _mm512_fmadd_ps(mw, _mm512_set1_ps(sx), acc);
-  return acc;
+// ggml's hsum_float_8 of the 8 lane accumulators, for 16 rows at once.
+inline __m512 Hsum8(const __m512 acc[8]) {
+  const __m512 a0 = _mm512_add_ps(acc[4], acc[0]);
+  const __m512 a1 = _mm512_add_ps(acc[5], acc[1]);
+  const __m512 a2 = _mm512_add_ps(acc[6], acc[2]);
+  const __m512 a3 = _mm512_add_ps(acc[7], acc[3]);
+  return _mm512_add_ps(_mm512_add_ps(a0, a2), _mm512_add_ps(a1, a3));
 }
 
 }  // namespace saola::kernels::cpu::internal::rows
