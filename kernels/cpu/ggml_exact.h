@@ -4,6 +4,10 @@
 // wherever ggml's intrinsics use it). The kernels and references that must match llama.cpp
 // (matmul_ref.cc, attention, elementwise) are written in terms of these; a SIMD implementation
 // must produce the same values lane for lane.
+//
+// The inline helpers are static: the SIMD translation units (compiled with -mavx2 / -mavx512f)
+// include them too, and one shared copy could otherwise end up running on a machine without those
+// instructions.
 #pragma once
 
 #include <cmath>
@@ -13,7 +17,7 @@ namespace saola::kernels::cpu::internal {
 
 /// GCC's _mm512_reduce_add_ps of 16 lanes: a_i = x[i + 8] + x[i] (i < 8), b_i = a[i + 4] + a[i]
 /// (i < 4), c0 = b0 + b2, c1 = b1 + b3, result c0 + c1.
-inline float Reduce16(const float* x) {
+static inline float Reduce16(const float* x) {
   float a[8], b[4];
   for (int i = 0; i < 8; ++i) a[i] = x[i + 8] + x[i];
   for (int i = 0; i < 4; ++i) b[i] = a[i + 4] + a[i];
@@ -22,7 +26,7 @@ inline float Reduce16(const float* x) {
 
 /// One lane of ggml_v_expf (the AVX-512 variant in ggml-cpu/vec.h): a polynomial exp with
 /// _mm512_scalef_ps, flushing |n| > 192 to 0 or inf.
-inline float GgmlExpf(float x) {
+static inline float GgmlExpf(float x) {
   const float r = 0x1.8p23f;
   const float z = std::fma(x, 0x1.715476p+0f, r);
   const float n = z - r;
@@ -36,7 +40,7 @@ inline float GgmlExpf(float x) {
 }
 
 /// One lane of ggml_v_silu (AVX-512): x / (1 + expf(0 - x)).
-inline float GgmlSilu(float x) { return x / (1.0f + GgmlExpf(0.0f - x)); }
+static inline float GgmlSilu(float x) { return x / (1.0f + GgmlExpf(0.0f - x)); }
 
 /// ggml_vec_dot_f16 on AVX-512 (F32 accumulation): sum[4][16] lanes, element i + 16 j + l of each
 /// 64-step into sum[j][l] by fmaf, then sum0 += sum2, sum1 += sum3, sum0 += sum1 lane-wise,

@@ -32,8 +32,8 @@ void Rope(ThreadPool& pool, float* x, const int32_t* positions, int64_t n, int32
           int32_t head_dim, const RopeParams& params);
 void StoreKv(ThreadPool& pool, const float* k, const float* v, const int32_t* slots, int64_t n,
              const KvLayer& kv);
-/// Tiled online softmax (kernels/cpu/attention.cc). Q is used in float (llama.cpp's CPU path
-/// rounds it to f16 first); scores, softmax and the V sum are float.
+/// Bit-identical to AttentionReference on every path and thread count (kernels/cpu/attention.cc),
+/// and a query's result depends only on its own sequence.
 void Attention(ThreadPool& pool, const float* q, const KvLayer& kv,
                std::span<const AttentionSeq> seqs, int32_t num_heads, float scale, float* out);
 
@@ -48,19 +48,24 @@ void RmsNormReference(const float* x, const float* weight, int64_t n, int64_t di
 void AddRmsNormReference(float* residual, const float* delta, const float* weight, int64_t n,
                          int64_t dim, float eps, float* out);
 void AddReference(float* x, const float* delta, int64_t n, int64_t dim);
-/// out = gate / (1 + expf(-gate)) * up.
+/// As ggml_vec_swiglu_f32 (AVX-512 build) per row of dim: out = silu(gate) * up with
+/// silu(x) = x / (1 + e), e = ggml_v_expf(0 - x) (GgmlExpf, kernels/cpu/ggml_exact.h) for the
+/// first dim - dim % 16 elements and libm expf(-x) for the rest.
 void SiluMulReference(const float* gate, const float* up, int64_t n, int64_t dim, float* out);
 /// As ggml's rope (ext_factor 0, attn_factor 1): theta_scale = powf(freq_base, -2 / rope_dim);
 /// for pair i, theta = (float)pos * theta_scale^i by repeated float multiplication, and the
-/// rotation uses cosf / sinf of freq_scale * theta: (x0, x1) -> (x0 c - x1 s, x0 s + x1 c).
+/// rotation uses cosf / sinf of freq_scale * theta:
+/// (x0, x1) -> (fmaf(x0, c, -(x1 s)), fmaf(x0, s, x1 c)), as GCC compiles ggml's rotate_pairs.
 void RopeReference(float* x, const int32_t* positions, int64_t n, int32_t num_heads,
                    int32_t head_dim, const RopeParams& params);
 /// Rounds to f16 with round-to-nearest-even (Fp32ToFp16 in kernels/cpu/quantize.h; F16C rounds
 /// the same way).
 void StoreKvReference(const float* k, const float* v, const int32_t* slots, int64_t n,
                       const KvLayer& kv);
-/// Naive causal attention: full softmax over all visible keys, computed in double from the f16
-/// cache (no tiling, no online softmax). The truth the tiled kernels are measured against.
+/// llama.cpp's attention without flash attention, bit for bit (kernels/cpu/attention_exact.h):
+/// Q rounded to f16, K·Q in tinyBLAS order for sequences with >= 2 queries in the call and in
+/// ggml_vec_dot_f16 order for single-query (decode) sequences, ggml's soft_max with ggml_v_expf
+/// and a double sum, the probabilities rounded to f16, and P·V in the matching order.
 void AttentionReference(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
                         int32_t num_heads, float scale, float* out);
 

@@ -4,6 +4,9 @@
 // Angles: theta_scale = powf(freq_base, -2 / rope_dim); for pair i, theta_i = pos * theta_scale^i
 // built by repeated float multiplication from theta_0 = (float)pos (as ggml_rope_cache_init does,
 // rather than a pow per pair), and the rotation uses cosf / sinf of freq_scale * theta_i.
+// Rounding of the rotation, as GCC compiles ggml's rotate_pairs (it contracts into FMAs;
+// checked against llama.cpp's tensors with tests/golden/dump_llama_tensors.cc):
+//   x0' = fma(x0, c, -(x1 * s)),  x1' = fma(x0, s, x1 * c)
 //
 // The sines and cosines are the expensive part (a decode step would spend ~1 µs per call on
 // them, twice per layer), and every layer rotates the same positions with the same parameters, so
@@ -51,8 +54,8 @@ void RopeNormRowScalar(float* x, int32_t num_heads, int32_t head_dim, int32_t ha
     for (int32_t i = 0; i < half; ++i) {
       const float x0 = xh[2 * i];
       const float x1 = xh[2 * i + 1];
-      xh[2 * i] = x0 * cos[i] - x1 * sin[i];
-      xh[2 * i + 1] = x0 * sin[i] + x1 * cos[i];
+      xh[2 * i] = std::fma(x0, cos[i], -(x1 * sin[i]));
+      xh[2 * i + 1] = std::fma(x0, sin[i], x1 * cos[i]);
     }
   }
 }
@@ -64,8 +67,8 @@ void RopeNeoxRowScalar(float* x, int32_t num_heads, int32_t head_dim, int32_t ha
     for (int32_t i = 0; i < half; ++i) {
       const float x0 = xh[i];
       const float x1 = xh[i + half];
-      xh[i] = x0 * cos[i] - x1 * sin[i];
-      xh[i + half] = x0 * sin[i] + x1 * cos[i];
+      xh[i] = std::fma(x0, cos[i], -(x1 * sin[i]));
+      xh[i + half] = std::fma(x0, sin[i], x1 * cos[i]);
     }
   }
 }
