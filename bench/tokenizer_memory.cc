@@ -1,12 +1,13 @@
 // saola-tokmem: resident memory added by each step of loading the tokenizer from a GGUF file
 // (GgufFile::Open, LoadTokenizerSpec, Tokenizer::Create), and encode speed.
 //
-//   saola-tokmem [model.gguf]   (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)
+//   saola-tokmem [--trim] [model.gguf]   (default: models/SmolLM2-135M-Instruct.Q4_1.gguf)
 //
 // RSS is VmRSS from /proc/self/status. Pages of the mapped file that the parser touches count
-// as well (they are file-backed and shared, but they are resident); the line "mapped file
-// pages" gives that part, read from /proc/self/smaps_rollup's Rss minus the anonymous part.
-// glibc keeps freed memory in its arenas, so each step is measured after malloc_trim(0).
+// as well (file-backed and shared, but resident); "mapped file pages" is that part (VmRSS minus
+// RssAnon). "peak" is VmHWM over the whole load, less the RSS at the start. glibc keeps freed
+// memory in its heap, and that counts as the worker would see it; with --trim each step is
+// measured after malloc_trim(0) instead, which shows what is live.
 #include <malloc.h>
 
 #include <chrono>
@@ -39,8 +40,10 @@ struct Rss {
   long anon_kib;
 };
 
+bool g_trim = false;
+
 Rss Measure() {
-  malloc_trim(0);
+  if (g_trim) malloc_trim(0);
   return Rss{ReadKib("/proc/self/status", "VmRSS"), ReadKib("/proc/self/status", "RssAnon")};
 }
 
@@ -56,7 +59,14 @@ void Report(const char* step, const Rss& before, const Rss& after) {
 int main(int argc, char** argv) {
   using saola::model::GgufFile;
   using saola::model::Tokenizer;
-  const std::string path = argc > 1 ? argv[1] : "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  std::string path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
+  for (int i = 1; i < argc; ++i) {
+    if (std::string_view(argv[i]) == "--trim") {
+      g_trim = true;
+    } else {
+      path = argv[i];
+    }
+  }
 
   const Rss start = Measure();
   auto file = GgufFile::Open(path);
@@ -81,6 +91,8 @@ int main(int argc, char** argv) {
   Report("LoadTokenizerSpec", opened, loaded);
   Report("Tokenizer::Create", loaded, created);
   Report("total", start, created);
+  std::printf("%-20s +%7.2f MiB RSS\n", "peak",
+              (ReadKib("/proc/self/status", "VmHWM") - start.total_kib) / 1024.0);
 
   // Encode speed on mixed text (ASCII prose, digits, accents, CJK, emoji, chat markup).
   std::string text;
