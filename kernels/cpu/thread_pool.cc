@@ -5,8 +5,9 @@
 namespace saola::kernels::cpu {
 namespace {
 // Spin iterations before a worker sleeps: long enough to cover the gap between two ops of one
-// decode step, short enough not to burn a core while the server is idle.
-constexpr int kSpinsBeforeSleep = 200000;
+// decode step (a pause is ~40-140 cycles, so this is well under a millisecond), short enough not
+// to burn a core while the server is idle or starve another process sharing the cores.
+constexpr int kSpinsBeforeSleep = 20000;
 }  // namespace
 
 ThreadPool::ThreadPool(int num_threads) : num_threads_(std::max(1, num_threads)) {
