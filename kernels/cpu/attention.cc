@@ -6,11 +6,11 @@
 // whether its sequence has one query or several in the call). So results do not depend on the
 // thread count, on the other sequences of the batch or on how rows are distributed: there is no
 // split of the KV range (a split would change the summation order). Rows go to threads through
-// an atomic counter in chunks, the longest sequences' rows first being no better balanced here
-// than in order, so they are simply taken in order.
+// an atomic counter, in order, in chunks of up to kRowsPerChunk.
 //
 // Knobs: kMinParallelCost (query rows x visible keys below which the caller does everything: a
-// parallel region costs about a microsecond), kRowsPerChunk (rows taken per counter increment).
+// parallel region costs about a microsecond), kRowsPerChunk (most rows taken per counter
+// increment).
 #include <algorithm>
 #include <atomic>
 #include <vector>
@@ -89,13 +89,15 @@ void RunExactAttention(ThreadPool* pool, RowFn fn, const float* q, const KvLayer
     run_rows(0, total_rows, tls_scratch.data());
     return;
   }
+  // Decode has few rows (one per head): hand them out one at a time.
+  const int64_t chunk = std::clamp<int64_t>(total_rows / (8 * pool->size()), 1, kRowsPerChunk);
   std::atomic<int64_t> next{0};
   pool->Run([&](int) {
     if (tls_scratch.size() < static_cast<size_t>(scratch_floats)) tls_scratch.resize(scratch_floats);
     for (;;) {
-      const int64_t r0 = next.fetch_add(kRowsPerChunk, std::memory_order_relaxed);
+      const int64_t r0 = next.fetch_add(chunk, std::memory_order_relaxed);
       if (r0 >= total_rows) return;
-      run_rows(r0, std::min(total_rows, r0 + kRowsPerChunk), tls_scratch.data());
+      run_rows(r0, std::min(total_rows, r0 + chunk), tls_scratch.data());
     }
   });
 }
