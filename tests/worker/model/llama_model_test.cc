@@ -1,5 +1,11 @@
 // The forward pass on the real reference model: batching, chunking and rollback must not change
 // the numbers, and malformed batches are rejected before anything is written.
+//
+// The kernels reproduce llama.cpp's arithmetic bit for bit, including its one deliberate
+// inconsistency: attention over a sequence with one new token (decode) sums in another order than
+// attention over several new tokens (prefill, speculative verification). So results are exactly
+// equal whenever both sides use the same kind of step, whatever else shares the batch, and within
+// the model's quantization noise (a few percent of the largest logit) across kinds.
 #include "worker/model/llama_model.h"
 
 #include <gtest/gtest.h>
@@ -17,6 +23,8 @@ namespace saola::model {
 namespace {
 
 constexpr int32_t kBlockSize = 16;
+// Decode-order versus prefill-order attention, amplified by 8-bit activation quantization.
+constexpr double kAcrossStepKinds = 5e-2;
 
 class LlamaModelTest : public ::testing::Test {
  protected:
@@ -102,21 +110,23 @@ TEST_F(LlamaModelTest, ChunkedPrefillEqualsOneStep) {
   const auto one = Run(tokens, {50}, Table(0, 4));
   const auto chunked = Run(tokens, {16, 16, 7, 11}, Table(4, 4));
   ASSERT_EQ(one.size(), chunked.size());
-  EXPECT_LT(NormalizedError(chunked, one), 2e-3);
+  EXPECT_EQ(chunked, one);
 }
 
 TEST_F(LlamaModelTest, TokenByTokenEqualsPrefill) {
   const auto tokens = RandomTokens(20, 2);
   const auto prefill = Run(tokens, {20}, Table(0, 2));
   const auto stepwise = Run(tokens, std::vector<int>(20, 1), Table(2, 2));
-  EXPECT_LT(NormalizedError(stepwise, prefill), 2e-3);
+  EXPECT_LT(NormalizedError(stepwise, prefill), kAcrossStepKinds);
+  // The same decode steps again give the same bits.
+  EXPECT_EQ(Run(tokens, std::vector<int>(20, 1), Table(4, 2)), stepwise);
 }
 
 TEST_F(LlamaModelTest, ScatteredBlockTableEqualsContiguous) {
   const auto tokens = RandomTokens(45, 3);
   const auto contiguous = Run(tokens, {45}, Table(0, 3));
   const auto scattered = Run(tokens, {45}, {17, 5, 29});
-  EXPECT_LT(NormalizedError(scattered, contiguous), 1e-6);
+  EXPECT_EQ(scattered, contiguous);
 }
 
 TEST_F(LlamaModelTest, BatchOfSequencesEqualsEachAlone) {
@@ -135,8 +145,8 @@ TEST_F(LlamaModelTest, BatchOfSequencesEqualsEachAlone) {
   ASSERT_TRUE(out.ok()) << out.status();
   const size_t vocab = model_->config().vocab_size;
   ASSERT_EQ(out->size(), 2 * vocab);
-  EXPECT_LT(NormalizedError(out->subspan(0, vocab), alone_a), 2e-3);
-  EXPECT_LT(NormalizedError(out->subspan(vocab, vocab), alone_b), 2e-3);
+  EXPECT_EQ(std::vector<float>(out->begin(), out->begin() + vocab), alone_a);
+  EXPECT_EQ(std::vector<float>(out->begin() + vocab, out->end()), alone_b);
 }
 
 TEST_F(LlamaModelTest, AllPositionLogitsEqualStepwiseLogits) {
@@ -156,9 +166,13 @@ TEST_F(LlamaModelTest, AllPositionLogitsEqualStepwiseLogits) {
   Run(tokens, {8}, other);
   for (int i = 0; i < 4; ++i) {
     const auto step = Run(tokens, {1}, other, 8 + i);
-    EXPECT_LT(NormalizedError(std::span<const float>(verify).subspan(i * vocab, vocab), step), 2e-3)
+    EXPECT_LT(NormalizedError(std::span<const float>(verify).subspan(i * vocab, vocab), step),
+              kAcrossStepKinds)
         << "position " << 8 + i;
   }
+  // Against a prefill of the same tokens (the same kind of step), the last row is exact.
+  const auto prefill = Run(tokens, {12}, Table(2, 1));
+  EXPECT_EQ(std::vector<float>(verify.end() - vocab, verify.end()), prefill);
 }
 
 TEST_F(LlamaModelTest, RollbackThenAppendEqualsFreshRun) {
@@ -174,7 +188,7 @@ TEST_F(LlamaModelTest, RollbackThenAppendEqualsFreshRun) {
   accepted.insert(accepted.end(), fresh_tail.begin(), fresh_tail.end());
   const auto after_rollback = Run(accepted, {3}, table, 30);
   const auto fresh = Run(accepted, {33}, Table(3, 3));
-  EXPECT_LT(NormalizedError(after_rollback, fresh), 2e-3);
+  EXPECT_EQ(after_rollback, fresh);
 }
 
 TEST_F(LlamaModelTest, RejectsMalformedBatchesWithoutTouchingTheCache) {
