@@ -7,9 +7,9 @@ model=${1:-models/SmolLM2-135M-Instruct.Q4_1.gguf}
 bin=${SAOLA_BIN:-build/bin}/saola-worker
 [ -x "$bin" ] || { echo "generate_rss: build first (scripts/build)" >&2; exit 1; }
 
-# About 1.9k tokens of ordinary English text.
+# About 1,920 tokens of ordinary English text: with 128 generated tokens, a 2k context.
 sentence="The quick brown fox jumps over the lazy dog while the farmer counts his sheep in the field. "
-prompt=$(for _ in $(seq 1 95); do printf '%s' "$sentence"; done)
+prompt=$(for _ in $(seq 1 101); do printf '%s' "$sentence"; done)
 
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT

@@ -63,7 +63,7 @@ int RunGenerate(const std::vector<std::string>& raw_args) {
   auto args = ParseArgs(raw_args);
   if (!args.ok()) return Fail(args.status());
   auto loaded = OpenModel(args->model_path, /*with_weights=*/true, args->threads,
-                          /*max_batch_tokens=*/256);
+                          /*max_batch_tokens=*/128);
   if (!loaded.ok()) return Fail(loaded.status());
   const model::Tokenizer& tokenizer = *loaded->tokenizer;
 
