@@ -159,6 +159,8 @@ def main():
 
     for name, data in sorted(files.items()):
         assert len(data) < 4096, (name, len(data))
+        # Seeds are named .seed, not .gguf: they are fuzzer inputs, not models.
+        name = name.removesuffix(".gguf") + ".seed"
         with open(os.path.join(OUT, name), "wb") as f:
             f.write(data)
         print(f"{name}: {len(data)} bytes")
