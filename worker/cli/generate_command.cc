@@ -107,6 +107,7 @@ int RunGenerate(const std::vector<std::string>& raw_args) {
   output += rest;
   std::fwrite(rest.data(), 1, rest.size(), stdout);
   std::fputc('\n', stdout);
+  std::fflush(stdout);  // the text ends before the stats line on stderr
 
   const double prefill_tps =
       result->prefill_seconds > 0 ? prompt_ids.size() / result->prefill_seconds : 0;
