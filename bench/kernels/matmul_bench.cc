@@ -8,7 +8,7 @@
 //                                                  weights so caches see the real 96 MB stream;
 //                                                  counter: ms per token, tokens/s
 //
-// SAOLA_CPU_ISA=scalar|avx2|avx512 caps the kernels' instruction set; SAOLA_CPU_AMX=0 turns AMX off.
+// SAOLA_CPU_ISA=scalar|avx2|avx512 caps the kernels' instruction set.
 #include <benchmark/benchmark.h>
 
 #include <cstring>

@@ -1,8 +1,6 @@
 #include "kernels/cpu/cpu_features.h"
 
 #include <cpuid.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <cstdint>
@@ -54,9 +52,6 @@ CpuFeatures Detect() {
     f.avx512bf16 = (a71 >> 5) & 1;
   }
   if (os_tile) {
-    f.amx_bf16 = (d7 >> 22) & 1;
-    f.amx_tile = (d7 >> 24) & 1;
-    f.amx_int8 = (d7 >> 25) & 1;
   }
   return f;
 }
@@ -79,12 +74,6 @@ Isa IsaFromEnv(Isa detected) {
 
 std::atomic<int> g_active_isa{-1};
 
-bool RequestAmxPermission() {
-  // Linux >= 5.16 keeps the 8 KB tile data state off until a process asks for it.
-  constexpr long kArchReqXcompPerm = 0x1023;
-  constexpr long kXfeatureXtiledata = 18;
-  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
-}
 
 }  // namespace
 
@@ -122,15 +111,5 @@ bool SetIsaForTesting(Isa isa) {
   return true;
 }
 
-bool AmxUsable() {
-  static const bool granted = [] {
-    const CpuFeatures& f = GetCpuFeatures();
-    if (!(f.amx_tile && f.amx_int8)) return false;
-    const char* env = std::getenv("SAOLA_CPU_AMX");
-    if (env != nullptr && std::strcmp(env, "0") == 0) return false;
-    return RequestAmxPermission();
-  }();
-  return granted && ActiveIsa() == Isa::kAvx512;
-}
 
 }  // namespace saola::kernels::cpu

@@ -23,9 +23,6 @@ struct CpuFeatures {
   bool avx512vnni = false;
   bool avx512vbmi = false;   // vpermb, vpmultishiftqb
   bool avx512bf16 = false;
-  bool amx_tile = false;
-  bool amx_int8 = false;
-  bool amx_bf16 = false;
 };
 
 /// What this CPU and OS support (cached after the first call; thread-safe).
@@ -48,9 +45,5 @@ Isa ActiveIsa();
 /// supported here. Not for use while kernels run on other threads.
 bool SetIsaForTesting(Isa isa);
 
-/// True if AMX-INT8 tiles can be used: the CPU has them, the OS granted this process permission to
-/// use the tile data state (arch_prctl ARCH_REQ_XCOMP_PERM, requested once, on the first call),
-/// and the active path is kAvx512. SAOLA_CPU_AMX=0 disables AMX. (No kernel uses AMX today.)
-bool AmxUsable();
 
 }  // namespace saola::kernels::cpu

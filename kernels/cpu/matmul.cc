@@ -40,8 +40,8 @@ using internal::IsaKernels;
 using internal::Kernel;
 using internal::QuantizedActs;
 
-// Rows per unit of the thread split (a multiple of every kernel's row tile; the AMX kernel steps
-// 32 rows at a time).
+// Rows per unit of the thread split: a multiple of every kernel's row tile (AVX-512 16, AVX2 8),
+// so no tile straddles two threads.
 constexpr int64_t kRowAlign = 32;
 // Token rows from which activation preparation is split across threads.
 constexpr int64_t kParallelPrepTokens = 8;

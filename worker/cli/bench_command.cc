@@ -77,7 +77,7 @@ int RunBench(const std::vector<std::string>& raw_args) {
   auto prompt_tokens = flags->Int("prompt-tokens", 512, 0, 1 << 20);
   auto gen_tokens = flags->Int("gen-tokens", 128, 0, 1 << 20);
   auto reps = flags->Int("repetitions", 3, 1, 1000);
-  auto threads = flags->Int("threads", std::thread::hardware_concurrency(), 1, 1024);
+  auto threads = flags->Int("threads", DefaultThreads(), 1, 1024);
   auto batch_tokens = flags->Int("batch-tokens", 512, 1, 1 << 16);
   for (const absl::Status& s : {path.status(), prompt_tokens.status(), gen_tokens.status(),
                                 reps.status(), threads.status(), batch_tokens.status()}) {

@@ -52,10 +52,6 @@ absl::StatusOr<std::string> Flags::String(const std::string& name) const {
   return it->second;
 }
 
-std::string Flags::StringOr(const std::string& name, const std::string& fallback) const {
-  auto it = values_.find(name);
-  return it == values_.end() ? fallback : it->second;
-}
 
 absl::StatusOr<int64_t> Flags::Int(const std::string& name, int64_t fallback, int64_t min,
                                    int64_t max) const {

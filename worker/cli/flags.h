@@ -23,7 +23,6 @@ class Flags {
   bool Has(const std::string& name) const { return values_.count(name) > 0; }
   bool Bool(const std::string& name) const { return Has(name); }
   absl::StatusOr<std::string> String(const std::string& name) const;  // required
-  std::string StringOr(const std::string& name, const std::string& fallback) const;
   /// Integer in [min, max]; `fallback` when absent.
   absl::StatusOr<int64_t> Int(const std::string& name, int64_t fallback, int64_t min,
                               int64_t max) const;

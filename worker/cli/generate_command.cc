@@ -46,7 +46,7 @@ absl::StatusOr<GenerateArgs> ParseArgs(const std::vector<std::string>& args) {
   auto seed = flags->Uint64("seed", 0);
   if (!seed.ok()) return seed.status();
   a.sampling.seed = *seed;
-  auto threads = flags->Int("threads", std::thread::hardware_concurrency(), 1, 1024);
+  auto threads = flags->Int("threads", DefaultThreads(), 1, 1024);
   if (!threads.ok()) return threads.status();
   a.threads = static_cast<int>(*threads);
   a.ignore_eos = flags->Bool("ignore-eos");

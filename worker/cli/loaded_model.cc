@@ -1,7 +1,10 @@
 #include "worker/cli/loaded_model.h"
 
+#include <algorithm>
 #include <cstdio>
+#include <thread>
 
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 
 namespace saola::cli {
@@ -17,7 +20,18 @@ absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights
   model::LlamaModel::Options options;
   options.max_batch_tokens = max_batch_tokens;
   ASSIGN_OR_RETURN(m.model, model::LlamaModel::Load(*m.file, *m.backend, options));
+  // Every token id the tokenizer can produce must have an embedding row (and every id the model
+  // can sample, some text): a mismatch means the file is inconsistent.
+  if (m.tokenizer->vocab_size() != m.model->config().vocab_size) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "model: the tokenizer has %d tokens but the embedding table %d rows",
+        m.tokenizer->vocab_size(), m.model->config().vocab_size));
+  }
   return m;
+}
+
+int DefaultThreads() {
+  return static_cast<int>(std::clamp<unsigned>(std::thread::hardware_concurrency(), 1, 1024));
 }
 
 int ExitCodeFor(const absl::Status& status) {

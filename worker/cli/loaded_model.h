@@ -23,6 +23,9 @@ struct LoadedModel {
 absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
                                       int max_batch_tokens);
 
+/// One thread per available core, within the --threads bounds [1, 1024].
+int DefaultThreads();
+
 /// Exit code for a failed command: 2 for bad input (flags, files, requests), 1 otherwise.
 int ExitCodeFor(const absl::Status& status);
 

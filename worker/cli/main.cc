@@ -12,9 +12,9 @@ constexpr char kUsage[] =
     "usage: saola-worker <command> [flags]\n"
     "  generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]\n"
     "           [--ignore-eos] [--chat] [--threads N] [--json]\n"
-    "  tokenize --model PATH [--json]        (JSON lines {\"text\": ...} on stdin)\n"
+    "  tokenize --model PATH [--json]        (JSON lines {\"text\": ...} in, {\"ids\": [...]} out)\n"
     "  bench    --model PATH [--prompt-tokens N] [--gen-tokens N] [--repetitions N]\n"
-    "           [--threads N] [--json]\n";
+    "           [--batch-tokens N] [--threads N] [--json]\n";
 
 }  // namespace
 

@@ -144,7 +144,6 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const GgufFile& file, const ModelC
   } else {
     w.output = w.token_embedding;  // tied embeddings
   }
-  w.layers.reserve(c.num_layers);
   for (int i = 0; i < c.num_layers; ++i) {
     ASSIGN_OR_RETURN(LayerWeights layer, LoadLayer(file, c, w.shard, i));
     w.layers.push_back(layer);

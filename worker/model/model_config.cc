@@ -1,5 +1,6 @@
 #include "worker/model/model_config.h"
 
+#include <cmath>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
@@ -59,6 +60,10 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& file) {
   if (file.Find(p + "attention.layer_norm_rms_epsilon") != nullptr) {
     ASSIGN_OR_RETURN(double eps, file.GetFloat(p + "attention.layer_norm_rms_epsilon"));
     c.rms_norm_eps = static_cast<float>(eps);
+    if (!std::isfinite(c.rms_norm_eps) || c.rms_norm_eps < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", p, "attention.layer_norm_rms_epsilon must be finite and >= 0"));
+    }
   }
   c.rope.mode = kernels::RopeMode::kNorm;  // GGUF stores Llama Q/K permuted for adjacent pairs
   c.rope.rope_dim = c.head_dim;
@@ -76,10 +81,15 @@ absl::StatusOr<ModelConfig> LoadModelConfig(const GgufFile& file) {
   }
   if (auto type = file.GetString(p + "rope.scaling.type"); type.ok() && *type == "linear") {
     ASSIGN_OR_RETURN(double factor, file.GetFloat(p + "rope.scaling.factor"));
-    if (factor > 0) c.rope.freq_scale = static_cast<float>(1.0 / factor);
+    if (!std::isfinite(factor) || factor <= 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("model: ", p, "rope.scaling.factor must be finite and positive"));
+    }
+    c.rope.freq_scale = static_cast<float>(1.0 / factor);
   }
-  if (c.rope.freq_base <= 0) {
-    return absl::InvalidArgumentError(absl::StrCat("model: ", p, "rope.freq_base must be positive"));
+  if (!std::isfinite(c.rope.freq_base) || c.rope.freq_base <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("model: ", p, "rope.freq_base must be finite and positive"));
   }
   // The vocabulary size comes from the embedding table (checked by the weight loader), or the key.
   if (file.Find(p + "vocab_size") != nullptr) {
