@@ -213,9 +213,9 @@ void TokenTile(const TileBuffer& buf, const __m256i store_mask, int valid,
   __m256 summs = _mm256_setzero_ps();
   for (int64_t b = 0; b < nb; ++b) {
     const __m256 dvec =
-        _mm256_mul_ps(_mm256_load_ps(&buf.d[b * kLanes]), _mm256_set1_ps(a.d(tok)[b]));
+        _mm256_mul_ps(_mm256_loadu_ps(&buf.d[b * kLanes]), _mm256_set1_ps(a.d(tok)[b]));
     if constexpr (Q == QType::kQ4_1) {
-      summs = _mm256_fmadd_ps(_mm256_load_ps(&buf.m[b * kLanes]), _mm256_set1_ps(a.s(tok)[b]),
+      summs = _mm256_fmadd_ps(_mm256_loadu_ps(&buf.m[b * kLanes]), _mm256_set1_ps(a.s(tok)[b]),
                               summs);
     }
     for (int k = 0; k < 8; ++k) {

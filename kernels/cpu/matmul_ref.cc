@@ -139,14 +139,16 @@ void ScalarF32Kernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, flo
   }
 }
 
-template <float (*kToFloat)(uint16_t)>
+// kGgmlF16: F16 weights follow ggml_vec_dot_f16's order; BF16 is a plain dot. (A flag rather
+// than comparing function pointers, which is not a constant expression under the sanitizers.)
+template <float (*kToFloat)(uint16_t), bool kGgmlF16>
 void ScalarHalfKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y,
                       int64_t ldy) {
   for (int64_t r = r0; r < r1; ++r) {
     const auto* wr = reinterpret_cast<const uint16_t*>(RowPtr(w, r));
     for (int64_t t = 0; t < a.n; ++t) {
       const uint16_t* x = a.h16 + t * a.ld_h16;
-      if constexpr (kToFloat == Fp16ToFp32) {
+      if constexpr (kGgmlF16) {
         y[t * ldy + r] = GgmlDotF16(wr, x, w.cols);
         continue;
       }
@@ -187,8 +189,8 @@ const IsaKernels& ScalarKernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
     k.f32 = Kernel{ScalarF32Kernel};
-    k.f16 = Kernel{ScalarHalfKernel<Fp16ToFp32>};
-    k.bf16 = Kernel{ScalarHalfKernel<Bf16ToFp32>};
+    k.f16 = Kernel{ScalarHalfKernel<Fp16ToFp32, true>};
+    k.bf16 = Kernel{ScalarHalfKernel<Bf16ToFp32, false>};
     k.q8_0 = Kernel{ScalarQuantKernel<BlockQ8_0>};
     k.q4_0 = Kernel{ScalarQuantKernel<BlockQ4_0>};
     k.q4_1 = Kernel{ScalarQuantKernel<BlockQ4_1>};
