@@ -251,6 +251,29 @@ size_t LayoutQuantizedActs(int64_t n, int64_t cols, QuantizedActs* acts) {
   return acts->stride * static_cast<size_t>(n);
 }
 
+size_t WidenedBytes(const Acts& a, int64_t cols) {
+  return static_cast<size_t>(a.n * cols) * sizeof(float);
+}
+
+namespace {
+template <float (*kToFloat)(uint16_t)>
+void PackWidened(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  float* out = static_cast<float*>(packed);
+  for (int64_t t = t0; t < t1; ++t) {
+    const uint16_t* h = a.h16 + t * a.ld_h16;
+    for (int64_t k = 0; k < cols; ++k) out[t * cols + k] = kToFloat(h[k]);
+  }
+}
+}  // namespace
+
+void PackWidenedF16(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  PackWidened<Fp16ToFp32>(a, cols, t0, t1, packed);
+}
+
+void PackWidenedBf16(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
+  PackWidened<Bf16ToFp32>(a, cols, t0, t1, packed);
+}
+
 }  // namespace internal
 
 bool MatMulSupports(DType type) {

@@ -240,22 +240,6 @@ inline void FloatTokenTiles(const uint8_t* const* rows, int64_t cols, const floa
   }
 }
 
-// F16 / BF16 activations arrive rounded to the weight's type (as ggml's vec_dot_type); they are
-// widened back to float once per call ([token][cols]) so the inner loop is the F32 one.
-size_t WidenedBytes(const Acts& a, int64_t cols) {
-  return static_cast<size_t>(a.n * cols) * sizeof(float);
-}
-
-template <FloatKind K>
-void PackWidened(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed) {
-  float* out = static_cast<float*>(packed);
-  for (int64_t t = t0; t < t1; ++t) {
-    const uint16_t* h = a.h16 + t * a.ld_h16;
-    for (int64_t k = 0; k < cols; ++k) {
-      out[t * cols + k] = K == FloatKind::kF16 ? Fp16ToFp32(h[k]) : Bf16ToFp32(h[k]);
-    }
-  }
-}
 
 template <FloatKind K>
 void FloatKernel(const Weight& w, const Acts& a, int64_t r0, int64_t r1, float* y, int64_t ldy) {
@@ -338,8 +322,8 @@ const IsaKernels& Avx512Kernels() {
   static const IsaKernels kernels = [] {
     IsaKernels k;
     k.f32 = Kernel{FloatKernel<FloatKind::kF32>};
-    k.f16 = Kernel{F16Kernel, WidenedBytes, PackWidened<FloatKind::kF16>};
-    k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidened<FloatKind::kBF16>};
+    k.f16 = Kernel{F16Kernel, WidenedBytes, PackWidenedF16};
+    k.bf16 = Kernel{FloatKernel<FloatKind::kBF16>, WidenedBytes, PackWidenedBf16};
     k.q8_0 = RowsAvx512Kernel(DType::kQ8_0);
     k.q4_0 = RowsAvx512Kernel(DType::kQ4_0);
     k.q4_1 = RowsAvx512Kernel(DType::kQ4_1);

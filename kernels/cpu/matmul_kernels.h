@@ -106,6 +106,13 @@ struct IsaKernels {
   }
 };
 
+/// Packing for the vector float kernels: F16 / BF16 activations (already rounded to the weight's
+/// type) widened back to float once per call, [token][cols]. Defined in matmul.cc, compiled for
+/// the baseline ISA, so the AVX2 and AVX-512 kernel files share one copy.
+size_t WidenedBytes(const Acts& a, int64_t cols);
+void PackWidenedF16(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed);
+void PackWidenedBf16(const Acts& a, int64_t cols, int64_t t0, int64_t t1, void* packed);
+
 const IsaKernels& ScalarKernels();
 const IsaKernels& Avx2Kernels();    // defined in matmul_avx2.cc; call only on AVX2+FMA+F16C CPUs
 const IsaKernels& Avx512Kernels();  // defined in matmul_avx512.cc; call only on kAvx512 CPUs
