@@ -19,6 +19,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "common/index_iterator.h"
 #include "kernels/dtype.h"
 
 namespace saola::model {
@@ -44,33 +45,7 @@ std::string_view GgmlTypeName(uint32_t ggml_type);
 /// would take.
 class GgufStringArray {
  public:
-  class Iterator {
-   public:
-    using iterator_category = std::forward_iterator_tag;
-    using value_type = std::string_view;
-    using difference_type = std::ptrdiff_t;
-    using pointer = void;
-    using reference = std::string_view;
-
-    Iterator() = default;
-    std::string_view operator*() const { return (*array_)[index_]; }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
-    Iterator operator++(int) {
-      Iterator old = *this;
-      ++index_;
-      return old;
-    }
-    bool operator==(const Iterator& other) const { return index_ == other.index_; }
-
-   private:
-    friend class GgufStringArray;
-    Iterator(const GgufStringArray* array, size_t index) : array_(array), index_(index) {}
-    const GgufStringArray* array_ = nullptr;
-    size_t index_ = 0;
-  };
+  using Iterator = IndexIterator<GgufStringArray>;
 
   GgufStringArray() = default;
 

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "common/check.h"
+#include "common/index_iterator.h"
 
 namespace saola::model {
 
@@ -23,33 +24,7 @@ class StringTable {
   /// untrusted input checks bytes() + s.size() <= kMaxBytes first; push_back CHECKs it.
   static constexpr size_t kMaxBytes = std::numeric_limits<uint32_t>::max();
 
-  class Iterator {
-   public:
-    using iterator_category = std::forward_iterator_tag;
-    using value_type = std::string_view;
-    using difference_type = std::ptrdiff_t;
-    using pointer = void;
-    using reference = std::string_view;
-
-    Iterator() = default;
-    std::string_view operator*() const { return (*table_)[index_]; }
-    Iterator& operator++() {
-      ++index_;
-      return *this;
-    }
-    Iterator operator++(int) {
-      Iterator old = *this;
-      ++index_;
-      return old;
-    }
-    bool operator==(const Iterator& other) const { return index_ == other.index_; }
-
-   private:
-    friend class StringTable;
-    Iterator(const StringTable* table, size_t index) : table_(table), index_(index) {}
-    const StringTable* table_ = nullptr;
-    size_t index_ = 0;
-  };
+  using Iterator = IndexIterator<StringTable>;
 
   StringTable() = default;
   StringTable(std::initializer_list<std::string_view> strings) {
