@@ -1,5 +1,5 @@
-// saola-worker: the worker binary. `generate`, `tokenize` and `bench` run the engine from the
-// command line; `serve` (the gRPC worker) joins with the serving core.
+// saola-worker: the worker binary. `serve` is the gRPC worker; `generate`, `tokenize` and `bench`
+// run the engine from the command line.
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -10,6 +10,10 @@ namespace {
 
 constexpr char kUsage[] =
     "usage: saola-worker <command> [flags]\n"
+    "  serve    --model PATH [--port N] [--metrics-port N] [--host ADDR] [--threads N]\n"
+    "           [--served-model-name NAME] [--kv-cache-mb N] [--max-batch-tokens N]\n"
+    "           [--max-running N] [--max-waiting N] [--block-size N] [--drain-seconds N]\n"
+    "           [--no-prefix-cache]\n"
     "  generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]\n"
     "           [--ignore-eos] [--chat] [--threads N] [--json]\n"
     "  tokenize --model PATH [--json]        (JSON lines {\"text\": ...} in, {\"ids\": [...]} out)\n"
@@ -25,6 +29,7 @@ int main(int argc, char** argv) {
   }
   const std::string command = argv[1];
   const std::vector<std::string> args(argv + 2, argv + argc);
+  if (command == "serve") return saola::cli::RunServe(args);
   if (command == "generate") return saola::cli::RunGenerate(args);
   if (command == "tokenize") return saola::cli::RunTokenize(args);
   if (command == "bench") return saola::cli::RunBench(args);
