@@ -10,7 +10,7 @@
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "worker/cli/commands.h"
-#include "worker/cli/flags.h"
+#include "common/flags.h"
 #include "worker/cli/loaded_model.h"
 
 namespace saola::cli {

@@ -11,7 +11,7 @@
 
 #include "absl/strings/str_format.h"
 #include "worker/cli/commands.h"
-#include "worker/cli/flags.h"
+#include "common/flags.h"
 #include "worker/cli/loaded_model.h"
 #include "worker/engine/engine.h"
 #include "worker/model/kv_cache.h"

@@ -8,7 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "common/json.h"
 #include "worker/cli/commands.h"
-#include "worker/cli/flags.h"
+#include "common/flags.h"
 #include "worker/cli/loaded_model.h"
 
 namespace saola::cli {

@@ -1,4 +1,4 @@
-#include "worker/cli/flags.h"
+#include "common/flags.h"
 
 #include <cerrno>
 #include <cmath>
