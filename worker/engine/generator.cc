@@ -59,7 +59,7 @@ absl::StatusOr<GenerateResult> Generator::Generate(const std::vector<int32_t>& p
   }
   GenerateResult result;
   if (options.max_tokens == 0) return result;
-  Sampler sampler(options.sampling);
+  Sampler sampler(options.sampling, prompt);
 
   // Prefill in chunks of at most max_batch_tokens; only the last chunk needs logits.
   const double prefill_start = Now();
@@ -83,7 +83,8 @@ absl::StatusOr<GenerateResult> Generator::Generate(const std::vector<int32_t>& p
   int32_t context = static_cast<int32_t>(prompt.size());
   while (true) {
     if (top_k_logits > 0) result.top_logits.push_back(TopLogits(logits, top_k_logits));
-    const int32_t token = sampler.Sample(logits);
+    const int32_t token = sampler.Sample(logits).id;
+    sampler.Accept(token);
     result.ids.push_back(token);
     const bool keep_going = !options.on_token || options.on_token(token);
     const bool ended = !options.ignore_eos && options.is_end && options.is_end(token);
