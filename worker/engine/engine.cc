@@ -19,9 +19,11 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(model::LlamaModel& model,
                                                        const model::Tokenizer& tokenizer,
                                                        const Options& options,
                                                        EngineObserver* observer) {
-  if (options.max_batch_tokens < 2 || options.max_batch_tokens > model.max_batch_tokens()) {
+  // At least 3: with a budget of 2, a prompt with 3 tokens left could never be scheduled (2
+  // would leave one, and one-token chunks are not allowed, see scheduler.h).
+  if (options.max_batch_tokens < 3 || options.max_batch_tokens > model.max_batch_tokens()) {
     return absl::InvalidArgumentError(absl::StrFormat(
-        "max_batch_tokens: %d is outside 2..%d", options.max_batch_tokens,
+        "max_batch_tokens: %d is outside 3..%d", options.max_batch_tokens,
         model.max_batch_tokens()));
   }
   if (options.max_running < 1 || options.max_waiting < 0 || options.num_kv_blocks < 1 ||

@@ -7,7 +7,7 @@
 namespace saola::engine {
 
 Scheduler::Scheduler(const Options& options, KvBlockPool& pool) : options_(options), pool_(pool) {
-  SAOLA_CHECK(options_.max_batch_tokens >= 2);
+  SAOLA_CHECK(options_.max_batch_tokens >= 3);
   SAOLA_CHECK(options_.max_running >= 1);
 }
 
@@ -50,6 +50,10 @@ void Scheduler::MatchPrefix(Sequence& seq) {
     if (max_blocks * bs < prompt) max_blocks = std::min(max_blocks, std::max(0, prompt - 2) / bs);
     const std::vector<uint64_t>& hashes = seq.block_hashes();
     matched = pool_.MatchPrefix(hashes, seq.tokens(), max_blocks, seq.lease);
+    // A preempted request may match past its prompt (no cut above), but its later blocks may
+    // have been evicted: a match ending one token short of the prompt's end gives its last
+    // block back.
+    if (matched > 0 && matched * bs == prompt - 1) seq.lease.Truncate(--matched);
   }
   seq.num_computed = matched * bs;
   seq.num_committed_blocks = matched;

@@ -14,6 +14,7 @@
 //
 // Prompt chunks are at least two tokens long (unless the prompt is one token), and the prefix
 // cache hit is cut so that at least two prompt tokens are recomputed: see sequence.h for why.
+// Hence max_batch_tokens >= 3: with 2, a prompt with 3 tokens left could never run.
 //
 // Plan, then apply: Schedule() returns the step's plan; the engine runs it and then advances
 // the sequences (num_computed) itself. Not thread-safe; the engine thread owns it.

@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "common/block_hash.h"
+#include "common/check.h"
 
 namespace saola::engine {
 
@@ -36,6 +37,18 @@ void Sequence::Preempt() {
   num_committed_blocks = 0;
   ++num_preemptions;
   state = State::kWaiting;
+}
+
+void Sequence::RollbackTo(int32_t num_tokens) {
+  SAOLA_CHECK(num_tokens >= prompt_len_ && num_tokens <= this->num_tokens());
+  SAOLA_CHECK(num_tokens % block_size_ == 0 ||
+              num_tokens / block_size_ >= num_committed_blocks);
+  tokens_.resize(num_tokens);
+  const size_t full = static_cast<size_t>(num_tokens / block_size_);
+  if (block_hashes_.size() > full) block_hashes_.resize(full);
+  num_computed = std::min(num_computed, num_tokens);
+  lease.Truncate((num_tokens + block_size_ - 1) / block_size_);
+  num_committed_blocks = std::min(num_committed_blocks, num_tokens / block_size_);
 }
 
 Usage Sequence::MakeUsage() const {

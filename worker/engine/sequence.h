@@ -51,6 +51,21 @@ class Sequence {
   /// permitting reuse).
   void Preempt();
 
+  /// Speculative rollback: forgets tokens [num_tokens, num_tokens()) and their KV. A step may run
+  /// several tokens of one sequence (the last accepted one and draft tokens) and verify them
+  /// afterwards; the rejected ones are rolled back here. Keeps ceil(num_tokens / block_size)
+  /// blocks of the lease; the next step writes from position num_computed on, overwriting the
+  /// rejected slots (model::SequenceStep::context_len). The block hashes are cut to the full
+  /// blocks that remain.
+  ///
+  /// Committed blocks hold only accepted tokens as long as callers commit after verification:
+  /// the rollback must not cut into a block published to the prefix cache (other requests may
+  /// share its slots), so num_tokens >= num_committed_blocks * block_size, or it lies on a block
+  /// boundary (then the cut-off committed blocks are released and stay cached). The streamed
+  /// text, the stop matcher and the sampler's penalty counts are not rewound: roll back only
+  /// tokens that were never streamed. Preconditions: prompt_len() <= num_tokens <= num_tokens().
+  void RollbackTo(int32_t num_tokens);
+
   // --- sampling and output ---
   Sampler& sampler() { return sampler_; }
   /// Appends a sampled token, runs the stop checks, and returns the output to stream (its
