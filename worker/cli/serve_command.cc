@@ -60,7 +60,7 @@ absl::StatusOr<ServeArgs> ParseServeArgs(const std::vector<std::string>& args) {
   auto kv_mb = flags->Int("kv-cache-mb", 1024, 1, 1 << 20);
   if (!kv_mb.ok()) return kv_mb.status();
   a.kv_cache_mb = *kv_mb;
-  auto batch = flags->Int("max-batch-tokens", 256, 2, 16384);
+  auto batch = flags->Int("max-batch-tokens", 256, 3, 16384);
   if (!batch.ok()) return batch.status();
   a.engine.max_batch_tokens = static_cast<int32_t>(*batch);
   auto running = flags->Int("max-running", 64, 1, 4096);

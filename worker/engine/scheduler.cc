@@ -89,7 +89,12 @@ void Scheduler::ScheduleRunning(bool decode_phase, int32_t& budget, StepPlan& pl
     Sequence* seq = running_[i];
     if ((seq->num_computed >= seq->prompt_len()) != decode_phase) continue;
     const int32_t n = TokensToRun(*seq, budget);
-    if (n == 0) continue;
+    if (n == 0) {
+      // A running prompt left out for lack of budget: admitting newer requests into the rest
+      // could starve it, so admission waits for the next step.
+      if (!decode_phase) prefill_left_out_ = true;
+      continue;
+    }
     bool preempted_self = false;
     while (!EnsureBlocks(*seq, n)) {
       Sequence* victim = running_.back();
@@ -133,9 +138,10 @@ void Scheduler::Admit(int32_t& budget, StepPlan& plan) {
 StepPlan Scheduler::Schedule() {
   StepPlan plan;
   int32_t budget = options_.max_batch_tokens;
+  prefill_left_out_ = false;
   ScheduleRunning(/*decode_phase=*/true, budget, plan);
   ScheduleRunning(/*decode_phase=*/false, budget, plan);
-  if (plan.preempted.empty()) Admit(budget, plan);
+  if (plan.preempted.empty() && !prefill_left_out_) Admit(budget, plan);
   return plan;
 }
 

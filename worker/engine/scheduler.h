@@ -10,7 +10,7 @@
 // When the pool cannot give a running request the block it needs, the newest running request is
 // preempted: its blocks are released (full ones stay cached, so its recompute mostly hits the
 // prefix cache) and it goes back to the head of the queue. No request is admitted in a step that
-// preempted.
+// preempted, or that left a running prompt without a chunk (so new requests cannot starve it).
 //
 // Prompt chunks are at least two tokens long (unless the prompt is one token), and the prefix
 // cache hit is cut so that at least two prompt tokens are recomputed: see sequence.h for why.
@@ -89,6 +89,7 @@ class Scheduler {
   std::vector<Sequence*> running_;  // in admission order: the back is the newest
   std::deque<Sequence*> waiting_;   // FCFS; preempted requests return to the front
   PrefixStats prefix_stats_;
+  bool prefill_left_out_ = false;  // this step, a running prompt got no chunk
 };
 
 }  // namespace saola::engine
