@@ -785,10 +785,11 @@ def greedy_agreement(row):
         return None
     a, b = row["saola"]["_token_ids"], row["llama-server"]["_token_ids"]
     same = sum(1 for x, y in zip(a, b) if x and x == y)
-    firsts = [next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
-              for x, y in zip(a, b) if x != y]
+    differ = {k: next((i for i, (u, v) in enumerate(zip(x, y)) if u != v), min(len(x), len(y)))
+              for k, (x, y) in enumerate(zip(a, b)) if x != y}
     return {"identical": same, "requests": len(a),
-            "median_first_divergence": percentile(firsts, 50) if firsts else None}
+            "first_divergence": differ,  # request index -> first token that differs
+            "median_first_divergence": percentile(list(differ.values()), 50) if differ else None}
 
 
 def run_kv_only(args, plan, log_dir):
@@ -901,9 +902,11 @@ def print_level(args, row, flush=False):
               f"TTFT p50 {num(ratio(s['ttft_s']['p50'], l['ttft_s']['p50']), '{:.2f}x')}, "
               f"ITL mean {num(ratio(s['itl_s']['mean'], l['itl_s']['mean']), '{:.2f}x')}")
         g = row["greedy_agreement"]
+        differ = ", ".join(f"request {k} at token {v}"
+                           for k, v in list(g["first_divergence"].items())[:4])
         print(f"greedy outputs identical on both: {g['identical']}/{g['requests']}"
-              + (f" (median first divergence at token {g['median_first_divergence']:.0f})"
-                 if g["median_first_divergence"] is not None else ""))
+              + (f" (first divergence: {differ}{', ...' if len(g['first_divergence']) > 4 else ''})"
+                 if differ else ""))
     if flush:
         sys.stdout.flush()
 
@@ -1042,8 +1045,10 @@ def print_dry_run(args, plan):
             print("  with:    " + shlex.join(plan.saola_cmd("PORT", "MPORT", s, q)))
             print("  without: " + shlex.join(plan.saola_cmd("PORT", "MPORT", s, q, True)))
         if not args.skip_llama:
-            print("  " + shlex.join(plan.llama_cmd("PORT", s, q))
-                  + '  ("cache_prompt": true, then false)')
+            print("  with:    " + shlex.join(plan.llama_cmd("PORT", s, q, prompt_cache_ram=True))
+                  + '  ("cache_prompt": true)')
+            print("  without: " + shlex.join(plan.llama_cmd("PORT", s, q))
+                  + '  ("cache_prompt": false)')
     if "c" in parts:
         print(f"\n(c) saola_kv* series from http://127.0.0.1:MPORT/metrics every "
               f"{METRICS_PERIOD_S} s during saola's {args.kv_concurrency}-stream run")
