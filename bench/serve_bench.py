@@ -429,6 +429,7 @@ class SaolaClient:
         if cls._modules is None:
             from grpc_tools import protoc
             out = tempfile.mkdtemp(prefix="saola-bench-stubs-")
+            atexit.register(shutil.rmtree, out, ignore_errors=True)
             rc = protoc.main(["grpc_tools.protoc", f"-I{PROTO_DIR}", f"--python_out={out}",
                               f"--grpc_python_out={out}",
                               str(PROTO_DIR / "saola" / "v1" / "llm.proto")])
