@@ -73,7 +73,7 @@ class EngineObserver {
 class Engine {
  public:
   struct Options {
-    int32_t max_batch_tokens = 256;  // must not exceed the model's
+    int32_t max_batch_tokens = 128;  // must not exceed the model's
     int32_t max_running = 64;
     int32_t max_waiting = 256;
     int32_t num_kv_blocks = 1024;

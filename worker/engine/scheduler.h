@@ -51,7 +51,7 @@ struct PrefixStats {
 class Scheduler {
  public:
   struct Options {
-    int32_t max_batch_tokens = 256;
+    int32_t max_batch_tokens = 128;
     int32_t max_running = 64;
     bool prefix_cache = true;
   };
