@@ -2,6 +2,8 @@
 
 #include <atomic>
 
+#include "worker/server/metrics.h"
+
 namespace saola::server {
 namespace {
 
@@ -50,40 +52,29 @@ grpc::Status ToGrpcStatus(const absl::Status& status) {
                       std::string(status.message()));
 }
 
-// Push holds the lock while it calls into the stream, so OnDone (which detaches) cannot delete
-// the stream meanwhile. The mutex is recursive because gRPC may run OnDone inline, on the engine
-// thread, inside the Finish that Push led to.
+// The engine's side of the stream: forwards outputs while the stream exists.
 class GenerateStream::Sink final : public engine::RequestSink {
  public:
-  explicit Sink(GenerateStream* stream) : stream_(stream) {}
+  explicit Sink(std::shared_ptr<StreamHandle<GenerateStream>> handle)
+      : handle_(std::move(handle)) {}
   void Push(engine::RequestOutput output) override {
-    std::lock_guard lock(mu_);
-    if (stream_ != nullptr) stream_->Enqueue(std::move(output));  // may delete the stream
-  }
-  void Detach() {
-    std::lock_guard lock(mu_);
-    stream_ = nullptr;
+    handle_->With([&](GenerateStream& stream) { stream.Enqueue(std::move(output)); });
   }
 
  private:
-  std::recursive_mutex mu_;
-  GenerateStream* stream_;
+  std::shared_ptr<StreamHandle<GenerateStream>> handle_;
 };
 
 GenerateStream* GenerateStream::Start(engine::Engine& engine, engine::RequestSpec spec,
                                       const std::function<void()>& on_rejected) {
   static std::atomic<uint64_t> next_id{1};
-  if (spec.id.empty()) spec.id = "req-" + std::to_string(next_id.fetch_add(1));
+  if (spec.id.empty()) spec.id = "saola-req-" + std::to_string(next_id.fetch_add(1));
   auto* stream = new GenerateStream(engine, spec.id);
-  const absl::Status submitted = engine.Submit(std::move(spec), stream->sink_);
+  const absl::Status submitted =
+      engine.Submit(std::move(spec), std::make_shared<Sink>(stream->handle_));
   if (!submitted.ok()) {
     if (on_rejected) on_rejected();
-    {
-      std::lock_guard lock(stream->mu_);
-      stream->ended_ = true;
-      stream->final_status_ = ToGrpcStatus(submitted);
-    }
-    stream->Pump();
+    stream->End(ToGrpcStatus(submitted));
   }
   return stream;
 }
@@ -91,66 +82,18 @@ GenerateStream* GenerateStream::Start(engine::Engine& engine, engine::RequestSpe
 GenerateStream::GenerateStream(engine::Engine& engine, std::string id)
     : engine_(engine),
       id_(std::move(id)),
-      sink_(std::make_shared<Sink>(this)) {}
+      handle_(std::make_shared<StreamHandle<GenerateStream>>(this)) {}
 
 void GenerateStream::Enqueue(engine::RequestOutput output) {
-  {
-    std::lock_guard lock(mu_);
-    if (ended_) return;
-    if (!output.error.ok()) {
-      // A failed request ends with its status; text already streamed stays streamed.
-      ended_ = true;
-      final_status_ = ToGrpcStatus(output.error);
-      pending_.clear();
-    } else {
-      pending_.push_back(ToProto(output));
-      if (output.finished) ended_ = true;
-    }
+  // A failed request ends with its status; text already streamed stays streamed.
+  if (!output.error.ok()) {
+    End(ToGrpcStatus(output.error));
+  } else {
+    Write(ToProto(output), /*last=*/output.finished);
   }
-  Pump();
 }
 
-// gRPC may run a reaction (OnWriteDone, OnDone) inline in StartWrite or Finish, so both are
-// called without mu_ held: the decision is taken under the lock, the call made after it.
-void GenerateStream::Pump() {
-  enum class Action { kNone, kWrite, kFinish } action = Action::kNone;
-  grpc::Status status;
-  {
-    std::lock_guard lock(mu_);
-    if (writing_ || finish_called_) return;
-    if (!pending_.empty()) {
-      in_flight_ = std::move(pending_.front());
-      pending_.pop_front();
-      writing_ = true;
-      action = Action::kWrite;
-    } else if (ended_) {
-      finish_called_ = true;
-      status = final_status_;
-      action = Action::kFinish;
-    }
-  }
-  if (action == Action::kWrite) StartWrite(&in_flight_);
-  if (action == Action::kFinish) Finish(status);
-}
-
-void GenerateStream::OnWriteDone(bool ok) {
-  bool abort = false;
-  {
-    std::lock_guard lock(mu_);
-    writing_ = false;
-    if (!ok) {
-      // The client is gone: stop the request; the engine's last output is then dropped.
-      pending_.clear();
-      if (!ended_) {
-        ended_ = true;
-        final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
-        abort = true;
-      }
-    }
-  }
-  if (abort) engine_.Abort(id_);
-  Pump();
-}
+void GenerateStream::OnClientGone() { engine_.Abort(id_); }
 
 void GenerateStream::OnCancel() {
   // Frees the request's blocks on the engine's next turn; its failure output then finishes the
@@ -159,13 +102,10 @@ void GenerateStream::OnCancel() {
 }
 
 void GenerateStream::OnDone() {
-  sink_->Detach();
+  handle_->Detach();
   delete this;
 }
 
-}  // namespace saola::server
-
-namespace saola::server {
 namespace {
 
 class RejectedStream final : public grpc::ServerWriteReactor<saola::v1::GenerateResponse> {
@@ -174,12 +114,7 @@ class RejectedStream final : public grpc::ServerWriteReactor<saola::v1::Generate
   void OnDone() override { delete this; }
 };
 
-}  // namespace
-
-grpc::ServerWriteReactor<saola::v1::GenerateResponse>* RejectGenerate(const grpc::Status& status) {
-  return new RejectedStream(status);
-}
-
+// The engine deadline for a call: its gRPC deadline, if it has one.
 engine::Clock::time_point EngineDeadline(const grpc::CallbackServerContext& context) {
   const auto deadline = context.deadline();
   if (deadline >= std::chrono::system_clock::time_point::max() - std::chrono::hours(24 * 365)) {
@@ -187,6 +122,21 @@ engine::Clock::time_point EngineDeadline(const grpc::CallbackServerContext& cont
   }
   const auto left = deadline - std::chrono::system_clock::now();
   return engine::Clock::now() + std::chrono::duration_cast<engine::Clock::duration>(left);
+}
+
+}  // namespace
+
+grpc::ServerWriteReactor<saola::v1::GenerateResponse>* ServeGenerate(
+    engine::Engine& engine, grpc::CallbackServerContext& context,
+    absl::StatusOr<engine::RequestSpec> spec, WorkerMetrics* metrics) {
+  if (!spec.ok()) {
+    if (metrics) metrics->OnRejected();
+    return new RejectedStream(ToGrpcStatus(spec.status()));
+  }
+  spec->deadline = EngineDeadline(context);
+  return GenerateStream::Start(engine, *std::move(spec), [metrics] {
+    if (metrics) metrics->OnRejected();
+  });
 }
 
 }  // namespace saola::server

@@ -13,16 +13,8 @@ LlmService::LlmService(engine::Engine& engine, ServedModel model, saola::v1::Mod
 
 grpc::ServerWriteReactor<saola::v1::GenerateResponse>* LlmService::Generate(
     grpc::CallbackServerContext* context, const saola::v1::GenerateRequest* request) {
-  absl::StatusOr<engine::RequestSpec> spec = BuildRequestSpec(*request, model_, seeds_.Next());
-  if (!spec.ok()) {
-    if (metrics_) metrics_->OnRejected();
-    return RejectGenerate(ToGrpcStatus(spec.status()));
-  }
-  spec->deadline = EngineDeadline(*context);
-  WorkerMetrics* metrics = metrics_;
-  return GenerateStream::Start(engine_, *std::move(spec), [metrics] {
-    if (metrics) metrics->OnRejected();
-  });
+  return ServeGenerate(engine_, *context, BuildRequestSpec(*request, model_, seeds_.Next()),
+                       metrics_);
 }
 
 grpc::ServerUnaryReactor* LlmService::ListModels(grpc::CallbackServerContext* context,

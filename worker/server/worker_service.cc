@@ -39,16 +39,8 @@ WorkerService::WorkerService(engine::Engine& engine, ServedModel model,
 
 grpc::ServerWriteReactor<saola::v1::GenerateResponse>* WorkerService::Generate(
     grpc::CallbackServerContext* context, const saola::v1::WorkerGenerateRequest* request) {
-  absl::StatusOr<engine::RequestSpec> spec = BuildRequestSpec(*request, model_, seeds_.Next());
-  if (!spec.ok()) {
-    if (metrics_) metrics_->OnRejected();
-    return RejectGenerate(ToGrpcStatus(spec.status()));
-  }
-  spec->deadline = EngineDeadline(*context);
-  WorkerMetrics* metrics = metrics_;
-  return GenerateStream::Start(engine_, *std::move(spec), [metrics] {
-    if (metrics) metrics->OnRejected();
-  });
+  return ServeGenerate(engine_, *context, BuildRequestSpec(*request, model_, seeds_.Next()),
+                       metrics_);
 }
 
 grpc::ServerUnaryReactor* WorkerService::GetInfo(grpc::CallbackServerContext* context,
