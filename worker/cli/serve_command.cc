@@ -120,7 +120,7 @@ int RunServe(const std::vector<std::string>& raw_args) {
   const saola::v1::ModelCard card = server::MakeModelCard(
       args->served_name, *loaded->file, loaded->model->config(), (*engine)->context_limit());
   auto server = server::WorkerServer::Start(
-      {.host = args->host, .port = args->port, .model_name = args->served_name}, **engine,
+      {.host = args->host, .port = args->port}, **engine,
       *loaded->tokenizer, *tokenizer_spec, card, &metrics);
   if (!server.ok()) return Fail(server.status());
   tokenizer_spec = model::TokenizerSpec{};  // GetInfo keeps its own copy

@@ -3,7 +3,6 @@
 #include <algorithm>
 
 #include "absl/strings/str_format.h"
-#include "common/block_hash.h"
 #include "common/check.h"
 #include "common/status_macros.h"
 
@@ -335,9 +334,8 @@ void Engine::CommitFullBlocks(Sequence& seq) {
   const int32_t full = seq.num_computed / bs;
   if (seq.num_committed_blocks >= full) return;
   const std::vector<uint64_t>& hashes = seq.block_hashes();
-  const uint64_t root = TenantRootHash(seq.spec().tenant);
   for (int32_t b = seq.num_committed_blocks; b < full; ++b) {
-    const uint64_t parent = b == 0 ? root : hashes[b - 1];
+    const uint64_t parent = b == 0 ? seq.root_hash() : hashes[b - 1];
     pool_.Commit(seq.lease, b, parent, hashes[b],
                  std::span<const int32_t>(seq.tokens()).subspan(b * bs, bs));
   }

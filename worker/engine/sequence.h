@@ -42,6 +42,8 @@ class Sequence {
   BlockLease lease;
   /// Hashes of full blocks [0, hashes.size()), extended as tokens are added.
   const std::vector<uint64_t>& block_hashes();
+  /// The tenant's root hash: the parent of block 0.
+  uint64_t root_hash() const { return root_hash_; }
   int32_t num_committed_blocks = 0;  // blocks of the lease published to the prefix cache
   bool ever_scheduled = false;       // false until first admitted (cached tokens counted then)
   int32_t cached_prompt_tokens = 0;

@@ -24,7 +24,6 @@ namespace saola::server {
 struct WorkerServerOptions {
   std::string host = "0.0.0.0";
   int port = 0;             // 0: any free port (see port())
-  std::string model_name;   // the id clients use
 };
 
 /// The served model's description, for ListModels and GetInfo.
