@@ -14,7 +14,7 @@
 
 #include "grpcpp/grpcpp.h"
 
-namespace saola::server {
+namespace saola {
 
 template <typename Message>
 class OrderedWriter : public grpc::ServerWriteReactor<Message> {
@@ -98,9 +98,9 @@ class OrderedWriter : public grpc::ServerWriteReactor<Message> {
   grpc::Status final_status_;
 };
 
-}  // namespace saola::server
+}  // namespace saola
 
-namespace saola::server {
+namespace saola {
 
 /// How the engine thread reaches a stream that gRPC may delete at any moment (in OnDone): the
 /// stream detaches its handle in OnDone, and With() runs only while it is attached, holding the
@@ -125,4 +125,4 @@ class StreamHandle {
   Stream* stream_;
 };
 
-}  // namespace saola::server
+}  // namespace saola

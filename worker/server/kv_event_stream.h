@@ -9,7 +9,7 @@
 #include "grpcpp/grpcpp.h"
 #include "saola/v1/worker.pb.h"
 #include "worker/engine/engine.h"
-#include "worker/server/ordered_writer.h"
+#include "common/ordered_writer.h"
 
 namespace saola::server {
 

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "common/block_hash.h"
-#include "grpc/health_client.grpc.pb.h"
+#include "grpc/health/v1/health.grpc.pb.h"
 #include "grpc/reflection_client.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
