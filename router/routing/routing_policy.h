@@ -67,6 +67,10 @@ struct RoutingOptions {
   double balance_rel_threshold = 1.5;
   /// How long a routing-history entry stands for a worker that sends no KV events.
   absl::Duration history_ttl = absl::Minutes(5);
+  /// prefix-aware, for a worker whose KV events are live: how long a request's blocks count as
+  /// held by the worker it was routed to before its events confirm them (they usually do within
+  /// one prefill; this covers the queue too).
+  absl::Duration pending_ttl = absl::Seconds(10);
   /// Most block hashes remembered per worker (events and history together).
   int64_t max_blocks_per_worker = 1 << 20;
 };
