@@ -1,6 +1,7 @@
 #include "router/routing/prefix_aware_policy.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/container/inlined_vector.h"
 #include "common/check.h"

@@ -45,9 +45,9 @@
 //                          events confirm them: its queueing plus prefill time. Default 10 s.
 //   max_blocks_per_worker  Memory bound on the index, per worker (about 16-32 bytes a block).
 //
-// Why it cannot pile up. SGLang's router documents the failure mode this avoids: when the load
-// a cache-aware policy compares is stale or not tracked, every request that shares a hot prefix
-// goes to the one worker holding it. Here:
+// Why it cannot pile up. The failure mode reported against SGLang's cache-aware router: when the
+// load a cache-aware policy compares is stale or not tracked, every request that shares a hot
+// prefix goes to the one worker holding it. Here:
 //   - every decision is bounded: the worker chosen has load(best) <= max(min + abs, rel * min),
 //     where min is the lowest load passed to that Pick, so no worker gets further ahead of the
 //     least-loaded one than the thresholds allow (plus requests routed concurrently before the
@@ -60,7 +60,7 @@
 //     holds the hot prefix as well and competes for it.
 //
 // Cost per Pick: one hash lookup per matched block per worker (plus one), under per-worker
-// reader locks; no allocation besides a small per-call vector.
+// reader locks; no allocation for up to 16 workers.
 #pragma once
 
 #include <atomic>
