@@ -210,7 +210,8 @@ const absl::flat_hash_set<std::string>& StopWords() {
 }
 
 const absl::flat_hash_set<std::string>& DirectionWords() {
-  static const auto& s = Set({"from", "to", "into", "onto", "than", "towards", "toward"});
+  static const auto& s =
+      Set({"from", "to", "into", "onto", "than", "towards", "toward", "in"});
   return s;
 }
 
@@ -448,6 +449,7 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
     std::string_view core = chunk.substr(a, b - a);
     if (StartsWith(chunk.substr(b), "()")) core = chunk.substr(a, b - a + 2);
     if (IsIdentifier(core)) {
+      f.words.push_back(Lower(core));
       // "f()" and "f" name the same thing.
       f.identifiers.push_back(Lower(EndsWith(core, "()") ? core.substr(0, core.size() - 2) : core));
       f.tokens.insert(Lower(core));
@@ -504,7 +506,7 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
     if (!pending) return;
     const std::string n = FormatNumber(static_cast<double>(pending_total + *pending));
     f.numbers.push_back(n);
-    f.ordered.push_back(n);
+    f.ordered_numbers.push_back(n);
     pending.reset();
     pending_total = 0;
   };
@@ -516,6 +518,13 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
     const Token& t = tokens[i];
     const std::string& w = t.lower;
     f.tokens.insert(w);
+    // Numbers are compared by the numbers rule; in the word sequence they are one placeholder.
+    if (std::isdigit(static_cast<unsigned char>(w[0])) || small.contains(w) ||
+        scale.contains(w) || ordinal.contains(w)) {
+      f.words.push_back("#");
+    } else if (w != "a" && w != "an" && w != "the") {
+      f.words.push_back(w);
+    }
     if (SymmetricMarkers().contains(w)) f.has_symmetric_marker = true;
 
     // Spelled-out numbers.
@@ -547,7 +556,7 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
 
     if (auto it = ordinal.find(w); it != ordinal.end()) {
       f.numbers.push_back(absl::StrCat("#", it->second));
-      f.ordered.push_back(f.numbers.back());
+      f.ordered_numbers.push_back(f.numbers.back());
       ++f.num_content_words;
       continue;
     }
@@ -555,7 +564,7 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
       ++f.num_content_words;
       if (auto n = NormalizeDigits(w)) {
         f.numbers.push_back(*n);
-        f.ordered.push_back(*n);
+        f.ordered_numbers.push_back(*n);
         continue;
       }
       // "1st", "5km", "3pm": digits then letters.
@@ -572,7 +581,7 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
           f.numbers.push_back(*n);
           if (auto cls = LookupClass(suffix)) f.class_members[cls->first] |= 1ull << cls->second;
         }
-        f.ordered.push_back(f.numbers.back());
+        f.ordered_numbers.push_back(f.numbers.back());
       }
       continue;
     }
@@ -588,10 +597,7 @@ GuardFeatures FalseHitGuard::Extract(std::string_view raw) {
         is_alpha && w != "i" &&
         (has_digit || (caps_informative && ((t.all_upper && w.size() >= 2) || t.inner_upper ||
                                             (t.capitalized && !t.sentence_initial))));
-    if (entity) {
-      f.entities.push_back(w);
-      f.ordered.push_back(w);
-    }
+    if (entity) f.entities.push_back(w);
 
     if (DirectionWords().contains(w)) {
       for (size_t j = i + 1; j < tokens.size(); ++j) {
@@ -635,6 +641,52 @@ std::vector<std::string> SharedOrder(const std::vector<std::string>& seq,
   return out;
 }
 
+// "advantages" on one side and "disadvantages" on the other (and not on both).
+bool PrefixNegated(const GuardFeatures& a, const GuardFeatures& b) {
+  static constexpr std::string_view kPrefixes[] = {"un", "dis", "in", "im", "il", "ir",
+                                                   "non", "de", "anti"};
+  for (const std::string& t : a.tokens) {
+    if (t.size() < 3 || b.tokens.contains(t)) continue;
+    for (std::string_view p : kPrefixes) {
+      const std::string negated = std::string(p) + t;
+      if (b.tokens.contains(negated) && !a.tokens.contains(negated)) return true;
+    }
+  }
+  return false;
+}
+
+// Same word up to a plural / verb ending ("tire"/"tires", "boil"/"boiling").
+bool SameStem(const std::string& a, const std::string& b) {
+  auto stem = [](std::string w) {
+    for (std::string_view suffix : {"ing", "es", "ed", "s"}) {
+      if (w.size() > suffix.size() + 2 && EndsWith(w, suffix)) {
+        w.resize(w.size() - suffix.size());
+        break;
+      }
+    }
+    if (w.size() > 3 && w.back() == 'e') w.pop_back();
+    return w;
+  };
+  return stem(a) == stem(b);
+}
+
+// The word sequences differ in exactly one position (and not by an inflection).
+bool MinimalPair(const GuardFeatures& a, const GuardFeatures& b) {
+  if (a.words.size() != b.words.size()) return false;
+  int diffs = 0;
+  size_t at = 0;
+  for (size_t i = 0; i < a.words.size(); ++i) {
+    if (a.words[i] != b.words[i]) {
+      ++diffs;
+      at = i;
+    }
+  }
+  if (diffs != 1 || SameStem(a.words[at], b.words[at])) return false;
+  // Two spellings of one lexicon member ("km" / "kilometres") are not a difference.
+  const auto ca = LookupClass(a.words[at]), cb = LookupClass(b.words[at]);
+  return !(ca && cb && *ca == *cb);
+}
+
 bool DirectionSwapped(const GuardFeatures& a, const GuardFeatures& b) {
   absl::flat_hash_map<std::string, absl::flat_hash_set<std::string>> oa, ob;
   for (const auto& [d, o] : a.directed) oa[d].insert(o);
@@ -672,9 +724,12 @@ GuardDecision FalseHitGuard::Check(const GuardFeatures& q, const GuardFeatures& 
   }
   if (DirectionSwapped(q, c)) return reject("direction");
   if (!q.has_symmetric_marker && !c.has_symmetric_marker &&
-      SharedOrder(q.ordered, c.ordered) != SharedOrder(c.ordered, q.ordered)) {
+      SharedOrder(q.ordered_numbers, c.ordered_numbers) !=
+          SharedOrder(c.ordered_numbers, q.ordered_numbers)) {
     return reject("order");
   }
+  if (PrefixNegated(q, c) || PrefixNegated(c, q)) return reject("prefix");
+  if (MinimalPair(q, c)) return reject("minimal-pair");
   if (std::min(q.num_content_words, c.num_content_words) <= options_.short_text_max_words &&
       similarity < options_.short_text_min_similarity) {
     return reject("short");

@@ -29,13 +29,24 @@
 //   quoted text  "..." `...` and '...' spans must occur verbatim in the other text.
 //   identifiers  snake_case, camelCase, dotted.names, paths, --flags, call() tokens must occur
 //                verbatim in the other text.
-//   direction    the content word after from/to/into/onto/than/towards: when both texts use the
+//   direction    the content word after from/to/into/onto/than/towards/in: when both texts use the
 //                word and its objects differ while one text's object occurs in the other text,
 //                the roles were swapped ("from Paris to London" vs "from London to Paris",
-//                "celsius to fahrenheit" vs "fahrenheit to celsius", "A faster than B").
-//   order        the shared entities and numbers must appear in the same order ("10 / 2" vs
-//                "2 / 10", "did Brazil beat Germany"), unless a symmetric marker is present
-//                (and, or, vs, plus, times, +, *, compare, between, difference...).
+//                "celsius to fahrenheit" vs "fahrenheit to celsius", "A faster than B", "100
+//                fahrenheit in celsius" vs "100 celsius in fahrenheit").
+//   order        the shared numbers must appear in the same order ("10 / 2" vs "2 / 10"),
+//                unless a symmetric marker is present (and, or, vs, plus, times, +, *, compare,
+//                between, difference...). Entities are not ordered: "the GDP of Japan" and
+//                "Japan's GDP" are the same question, so "did Brazil beat Germany" vs "did
+//                Germany beat Brazil" is a known miss of the guard.
+//   prefixes     a word on one side and its negating-prefix form on the other (un-, dis-, in-,
+//                im-, il-, ir-, non-, de-, anti-): "advantages" vs "disadvantages", "likely" vs
+//                "unlikely", "possible" vs "impossible".
+//   minimal pair the two texts, articles dropped, have the same words but one: "zoom in" vs
+//                "zoom out", "a crocodile and an alligator" vs "a crocodile and a lizard". A
+//                rewording rarely changes exactly one word (and when it swaps a synonym, "fix"
+//                for "repair", the guard prefers the miss); inflections of the same word
+//                ("tire"/"tires") are not a difference.
 //   short texts  with few content words one changed word is most of the meaning, so texts with
 //                at most `short_text_max_words` content words need `short_text_min_similarity`.
 //
@@ -62,7 +73,8 @@ struct GuardFeatures {
   std::vector<std::string> quoted;                       // verbatim
   std::vector<std::string> identifiers;                  // verbatim
   std::vector<std::pair<std::string, std::string>> directed;  // (from|to|..., object)
-  std::vector<std::string> ordered;       // numbers and entities in text order (lower case)
+  std::vector<std::string> ordered_numbers;  // numbers in text order
+  std::vector<std::string> words;  // every word in order, lower case, articles dropped
   bool has_symmetric_marker = false;
   absl::flat_hash_set<std::string> tokens;  // every word, lower case (and possessive-stripped)
   std::string lower_text;                   // the text, lower case (verbatim spans checked here)
@@ -72,7 +84,7 @@ struct GuardFeatures {
 
 struct GuardOptions {
   /// Texts with at most this many content words (stop words excluded) are "short".
-  int short_text_max_words = 2;
+  int short_text_max_words = 1;
   /// Minimum cosine for a hit when either text is short.
   float short_text_min_similarity = 0.93f;
 };
