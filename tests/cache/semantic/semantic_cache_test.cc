@@ -88,12 +88,19 @@ TEST(SemanticCacheTest, PartitionsNeverAnswerEachOther) {
 TEST(SemanticCacheTest, ThresholdIsRespected) {
   HashingTestEmbedder e;
   auto cache = MakeCache(&e);
-  // 4 shared words of 5 each: cosine 0.8 under the hashing embedder.
-  cache->Insert("p", "alpha beta gamma delta epsilon", {}, Response("A"));
-  auto hit = cache->Lookup("p", "alpha beta gamma delta zeta", 0.79f, nullptr);
+  // 8 shared words of 10 (two differ: one would make a minimal pair, which the guard vetoes).
+  const std::string stored = "alpha beta gamma delta epsilon zeta eta theta iota kappa";
+  const std::string query = "alpha beta gamma delta epsilon zeta eta theta omega sigma";
+  cache->Insert("p", stored, {}, Response("A"));
+  const std::vector<float> a = *e.Embed(stored), b = *e.Embed(query);
+  float sim = 0;
+  for (size_t i = 0; i < a.size(); ++i) sim += a[i] * b[i];
+  ASSERT_GT(sim, 0.7f);
+  ASSERT_LT(sim, 0.95f);
+  auto hit = cache->Lookup("p", query, sim - 0.01f, nullptr);
   ASSERT_TRUE(hit.has_value());
-  EXPECT_NEAR(hit->similarity, 0.8f, 1e-5);
-  EXPECT_FALSE(cache->Lookup("p", "alpha beta gamma delta zeta", 0.81f, nullptr));
+  EXPECT_NEAR(hit->similarity, sim, 1e-5);
+  EXPECT_FALSE(cache->Lookup("p", query, sim + 0.01f, nullptr));
 }
 
 TEST(SemanticCacheTest, ExpiredEntriesAreNotServedAndAreRemoved) {
@@ -123,7 +130,7 @@ TEST(SemanticCacheTest, ExpiredNearestDoesNotHideValidSecond) {
   auto cache = MakeCache(&e, o);
   cache->Insert("p", "alpha beta gamma delta", {}, Response("old"));
   clock.now += absl::Minutes(6);
-  cache->Insert("p", "alpha beta gamma epsilon", {}, Response("new"));
+  cache->Insert("p", "alpha beta gamma delta epsilon zeta", {}, Response("new"));
   clock.now += absl::Minutes(5);  // "old" expired, still in the index (no insert since)
   auto hit = cache->Lookup("p", "alpha beta gamma delta", 0.7f, nullptr);
   ASSERT_TRUE(hit.has_value());
