@@ -27,7 +27,8 @@ std::string Lower(std::string_view s) {
 // ---- Lexicon -------------------------------------------------------------------------------
 
 // A closed class: members are mutually exclusive meanings; each member lists its surface forms
-// (lower case, base forms; Lookup also tries simple inflections).
+// (lower case, base forms; Lookup also tries simple inflections). A surface form belongs to one
+// class only (the index keeps the first).
 struct WordClass {
   const char* name;
   std::vector<std::vector<const char*>> members;
@@ -55,13 +56,13 @@ const std::vector<WordClass>& Classes() {
                {"remove", "delete", "erase", "uninstall", "exclude", "detach", "drop"}}},
       {"trade", {{"buy", "purchase", "bought", "acquire"}, {"sell", "sold"}}},
       {"lend", {{"borrow", "borrowed"}, {"lend", "lent", "loan"}}},
-      {"transfer", {{"upload", "push", "send", "export", "import_to"},
+      {"transfer", {{"upload", "push", "send"},
                     {"download", "pull", "receive", "fetch"}}},
       {"import", {{"import", "imports"}, {"export", "exports"}}},
       {"crypt", {{"encrypt", "encode", "compress", "serialize", "zip", "encryption", "encoding"},
                  {"decrypt", "decode", "decompress", "deserialize", "unzip", "decryption",
                   "decoding"}}},
-      {"connect", {{"connect", "mount", "attach", "plug", "login", "signin"},
+      {"connect", {{"connect", "mount", "plug", "login", "signin"},
                    {"disconnect", "unmount", "unplug", "logout", "signout"}}},
       {"show", {{"show", "display", "unhide", "expand", "visible"},
                 {"hide", "collapse", "hidden", "invisible"}}},
