@@ -27,14 +27,6 @@ absl::Status ReadInt(const json::Value& config, std::string_view key, int max, i
   return absl::OkStatus();
 }
 
-// y[T, out] = x[T, in] · wᵀ + b, with w as [out, in] row-major.
-void Linear(const float* x, int num_tokens, int in, const float* w, const float* b, int out,
-            float* y) {
-  for (int t = 0; t < num_tokens; ++t) std::memcpy(y + t * out, b, out * sizeof(float));
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, num_tokens, out, in, 1.0f, x, in, w, in,
-              1.0f, y, out);
-}
-
 // x[T, n] = LayerNorm(x + residual) row by row; no residual when it is null.
 void AddLayerNorm(float* x, const float* residual, int num_tokens, int n, const float* gamma,
                   const float* beta, float eps) {
@@ -150,13 +142,18 @@ absl::Status BertEncoder::BindWeights(std::string_view prefix) {
       std::copy(weight, weight + h * h, layer.qkv_weight.begin() + j * h * h);
       std::copy(bias, bias + h, layer.qkv_bias.begin() + j * h);
     }
-    RETURN_IF_ERROR(get(p + "attention.output.dense.weight", {h, h}, &layer.attn_out_weight));
+    layer.qkv.emplace(layer.qkv_weight.data(), 3 * h, h);
+    const float* weight;
+    RETURN_IF_ERROR(get(p + "attention.output.dense.weight", {h, h}, &weight));
+    layer.attn_out.emplace(weight, h, h);
     RETURN_IF_ERROR(get(p + "attention.output.dense.bias", {h}, &layer.attn_out_bias));
     RETURN_IF_ERROR(get(p + "attention.output.LayerNorm.weight", {h}, &layer.attn_norm_weight));
     RETURN_IF_ERROR(get(p + "attention.output.LayerNorm.bias", {h}, &layer.attn_norm_bias));
-    RETURN_IF_ERROR(get(p + "intermediate.dense.weight", {inter, h}, &layer.ffn_in_weight));
+    RETURN_IF_ERROR(get(p + "intermediate.dense.weight", {inter, h}, &weight));
+    layer.ffn_in.emplace(weight, inter, h);
     RETURN_IF_ERROR(get(p + "intermediate.dense.bias", {inter}, &layer.ffn_in_bias));
-    RETURN_IF_ERROR(get(p + "output.dense.weight", {h, inter}, &layer.ffn_out_weight));
+    RETURN_IF_ERROR(get(p + "output.dense.weight", {h, inter}, &weight));
+    layer.ffn_out.emplace(weight, h, inter);
     RETURN_IF_ERROR(get(p + "output.dense.bias", {h}, &layer.ffn_out_bias));
     RETURN_IF_ERROR(get(p + "output.LayerNorm.weight", {h}, &layer.ffn_norm_weight));
     RETURN_IF_ERROR(get(p + "output.LayerNorm.bias", {h}, &layer.ffn_norm_bias));
@@ -209,7 +206,7 @@ void BertEncoder::RunLayer(const Layer& layer, int num_tokens, float* x, float* 
   float* ffn = scores + t * t;
   float* projected = ffn + t * inter;
 
-  Linear(x, num_tokens, h, layer.qkv_weight.data(), layer.qkv_bias.data(), 3 * h, qkv);
+  MatMulBias(*layer.qkv, x, num_tokens, layer.qkv_bias.data(), qkv);
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
   for (int head = 0; head < num_heads; ++head) {
     const float* q = qkv + head * head_dim;
@@ -222,13 +219,13 @@ void BertEncoder::RunLayer(const Layer& layer, int num_tokens, float* x, float* 
     cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, num_tokens, head_dim, num_tokens, 1.0f,
                 scores, num_tokens, v, 3 * h, 0.0f, context + head * head_dim, h);
   }
-  Linear(context, num_tokens, h, layer.attn_out_weight, layer.attn_out_bias, h, projected);
+  MatMulBias(*layer.attn_out, context, num_tokens, layer.attn_out_bias, projected);
   AddLayerNorm(x, projected, num_tokens, h, layer.attn_norm_weight, layer.attn_norm_bias,
                config_.layer_norm_eps);
 
-  Linear(x, num_tokens, h, layer.ffn_in_weight, layer.ffn_in_bias, inter, ffn);
+  MatMulBias(*layer.ffn_in, x, num_tokens, layer.ffn_in_bias, ffn);
   Gelu(ffn, t * inter);
-  Linear(ffn, num_tokens, inter, layer.ffn_out_weight, layer.ffn_out_bias, h, projected);
+  MatMulBias(*layer.ffn_out, ffn, num_tokens, layer.ffn_out_bias, projected);
   AddLayerNorm(x, projected, num_tokens, h, layer.ffn_norm_weight, layer.ffn_norm_bias,
                config_.layer_norm_eps);
 }
