@@ -66,18 +66,25 @@ else
   echo "check-deploy: this saola client has no --semantic: the semantic cache is not exercised" >&2
 fi
 generate() {
-  "$bin/saola" generate --target "127.0.0.1:$router_port" --prompt "$prompt" --temperature 0 --ignore-eos \
-    "${semantic[@]}" --json "$@"
+  "$bin/saola" generate --target "127.0.0.1:$router_port" --prompt "$prompt" --temperature 0 \
+    --ignore-eos --timeout-seconds 60 "${semantic[@]}" --json "$@"
 }
-# The router answers once its health check has found the worker routable.
-for attempt in $(seq 1 50); do
-  generate --max-tokens 4 >"$out/first.json" 2>"$out/first.err" && break
-  [ "$attempt" -eq 50 ] && { echo "check-deploy: no answer through the router:" >&2;
-                             cat "$out/first.err" "$out/router.log" >&2; exit 1; }
-  sleep 0.2
-done
-generate --max-tokens 4 >"$out/second.json"   # exact cache hit
-generate --max-tokens 5 >"$out/third.json"    # exact miss (other key), semantic hit
+# call NAME ARGS...: one request, retried while the router is still finding its worker (or the
+# shared 2 cores are busy); on the last failure prints the client's error and both servers' logs.
+call() {
+  local name=$1 attempt
+  shift
+  for attempt in $(seq 1 100); do
+    generate "$@" >"$out/$name.json" 2>"$out/$name.err" && return 0
+    sleep 0.3
+  done
+  echo "check-deploy: request '$name' through the router failed:" >&2
+  cat "$out/$name.err" "$out/router.log" "$out/worker.log" >&2
+  return 1
+}
+call first --max-tokens 4    # worker answers, the caches are written
+call second --max-tokens 4   # exact cache hit
+call third --max-tokens 5    # exact miss (another key); a semantic hit where the client opts in
 # The router refreshes cache and worker gauges periodically: let one refresh pass.
 sleep 1.5
 curl -sSf "http://127.0.0.1:$router_metrics/metrics" >"$out/router.metrics"

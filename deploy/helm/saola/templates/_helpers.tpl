@@ -77,7 +77,7 @@ app.kubernetes.io/component: {{ .component }}
 
 {{/* The router's --workers: every address of the workers' headless Service. */}}
 {{- define "saola.workersTarget" -}}
-{{- printf "dns:///%s.%s.svc.cluster.local:%d" (include "saola.worker.headless" .) .Release.Namespace (int .Values.worker.grpcPort) -}}
+{{- printf "dns:///%s.%s.svc.%s:%d" (include "saola.worker.headless" .) .Release.Namespace .Values.clusterDomain (int .Values.worker.grpcPort) -}}
 {{- end -}}
 
 {{- define "saola.apiKeysSecret" -}}
