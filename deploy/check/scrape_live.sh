@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Starts a real saola-worker (the reference model, CPU) and saola-router (exact cache on a private
 # redis-server, semantic cache on) on loopback with port 0, sends a few requests through the
-# router with the `saola` client (the same prompt twice so the exact cache hits, once more with
-# another max_tokens so the semantic cache answers), then writes both /metrics texts.
+# router with the `saola` client (the same prompt twice so the exact cache hits, once more with a
+# full stop so the semantic cache can answer), then writes both /metrics texts.
 #   deploy/check/scrape_live.sh BIN_DIR OUT_DIR
 # Writes OUT_DIR/router.metrics and OUT_DIR/worker.metrics; every process it starts is stopped on
 # exit. Run from the repository root.
@@ -65,8 +65,10 @@ else
   touch "$out/semantic-not-exercised"
   echo "check-deploy: this saola client has no --semantic: the semantic cache is not exercised" >&2
 fi
-generate() {
-  "$bin/saola" generate --target "127.0.0.1:$router_port" --prompt "$prompt" --temperature 0 \
+generate() {  # generate PROMPT FLAGS...
+  local text=$1
+  shift
+  "$bin/saola" generate --target "127.0.0.1:$router_port" --prompt "$text" --temperature 0 \
     --ignore-eos --timeout-seconds 60 "${semantic[@]}" --json "$@"
 }
 # call NAME ARGS...: one request, retried while the router is still finding its worker (or the
@@ -82,9 +84,9 @@ call() {
   cat "$out/$name.err" "$out/router.log" "$out/worker.log" >&2
   return 1
 }
-call first --max-tokens 4    # worker answers, the caches are written
-call second --max-tokens 4   # exact cache hit
-call third --max-tokens 5    # exact miss (another key); a semantic hit where the client opts in
+call first "$prompt" --max-tokens 4     # worker answers, the caches are written
+call second "$prompt" --max-tokens 4    # exact cache hit
+call third "$prompt." --max-tokens 4    # other tokens: exact miss; semantic hit where opted in
 # The router refreshes cache and worker gauges periodically: let one refresh pass.
 sleep 1.5
 curl -sSf "http://127.0.0.1:$router_metrics/metrics" >"$out/router.metrics"
