@@ -20,13 +20,15 @@
 //       --semantic-hits lookups of their paraphrases (cache.semantic, temperature 0), round
 //       robin; only paraphrases that hit when probed are used (the count is printed). A lookup
 //       is an exact-cache miss, a MiniLM embedding and a FAISS search; a semantic hit is not
-//       written back to the exact cache, so every lookup takes that path.
+//       written back to the exact cache, so every lookup takes that path. Exact hits on the
+//       same router are timed too, for scale.
 //   (d) Routing policies on a multi-turn chat workload, for each worker count in --workers:
 //       --conversations concurrent conversations (one client thread each) of --turns turns; each
 //       conversation has its own ~250-token system message, and each turn resends the whole
 //       conversation plus the previous answer and a new user message (--turn-tokens tokens,
 //       ignore_eos, cache.bypass). Fresh workers and a fresh router per policy, so every policy
-//       starts with empty KV caches. Reported: prompt tokens served from the workers' prefix
+//       starts with empty KV caches; --rounds repeats every policy, its order rotated per round.
+//       Reported per run: prompt tokens served from the workers' prefix
 //       caches (Finish.usage.cached_prompt_tokens / prompt_tokens), TTFT p50/p99, end-to-end
 //       p50, wall time, requests per worker (the workers' saola_requests_total) and the
 //       router's saola_router_routing_decisions_total by reason.
@@ -81,6 +83,7 @@ constexpr char kUsage[] = R"(usage: saola-router-bench [flags]
   --conversations N       (d) concurrent conversations (default 12)
   --turns N               (d) turns per conversation (default 4)
   --turn-tokens N         (d) tokens generated per turn (default 16)
+  --rounds N              (d) runs of every policy, order rotated per round (default 2)
   --kv-cache-mb N         KV cache per worker (default 256)
   --bin-dir DIR           where saola-worker and saola-router are (default: this binary's dir)
   --model PATH            default models/SmolLM2-135M-Instruct.Q4_1.gguf in the source tree
@@ -101,6 +104,7 @@ struct Options {
   int conversations = 12;
   int turns = 4;
   int turn_tokens = 16;
+  int rounds = 2;
   int kv_cache_mb = 256;
   std::string bin_dir;
   std::string model;
@@ -113,8 +117,8 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
   absl::StatusOr<cli::Flags> flags = cli::Flags::Parse(
       args,
       {"parts", "requests", "max-tokens", "exact-hits", "semantic-entries", "semantic-hits",
-       "workers", "policies", "conversations", "turns", "turn-tokens", "kv-cache-mb", "bin-dir",
-       "model", "semantic-model-dir", "pairs", "log-dir"},
+       "workers", "policies", "conversations", "turns", "turn-tokens", "rounds", "kv-cache-mb",
+       "bin-dir", "model", "semantic-model-dir", "pairs", "log-dir"},
       {});
   if (!flags.ok()) return flags.status();
   Options o;
@@ -144,6 +148,7 @@ absl::StatusOr<Options> ParseOptions(const std::vector<std::string>& args) {
            {"conversations", &o.conversations, 256},
            {"turns", &o.turns, 32},
            {"turn-tokens", &o.turn_tokens, 512},
+           {"rounds", &o.rounds, 100},
            {"kv-cache-mb", &o.kv_cache_mb, 1 << 16}}) {
     absl::StatusOr<int64_t> v = flags->Int(name, *field, 1, max);
     if (!v.ok()) return v.status();
@@ -260,8 +265,9 @@ bool WaitForCacheSource(LlmClient& client, const GenerateRequest& request,
 }
 
 struct HitSeries {
-  std::vector<double> e2e;
-  int wrong_source = 0;
+  std::vector<double> e2e;  // calls answered by the expected cache
+  int not_from_cache = 0;   // answered, but by the model (or another cache)
+  int failed = 0;           // a non-OK status
 };
 
 HitSeries TimeHits(LlmClient& client, const std::vector<GenerateRequest>& requests, int n,
@@ -270,8 +276,12 @@ HitSeries TimeHits(LlmClient& client, const std::vector<GenerateRequest>& reques
   for (int i = 0; i < std::min(n, 100); ++i) client.Generate(requests[i % requests.size()]);
   for (int i = 0; i < n; ++i) {
     const CallResult r = client.Generate(requests[i % requests.size()]);
-    if (!r.status.ok() || r.finish.cache_source() != source) {
-      ++s.wrong_source;
+    if (!r.status.ok()) {
+      ++s.failed;
+      continue;
+    }
+    if (r.finish.cache_source() != source) {
+      ++s.not_from_cache;
       continue;
     }
     s.e2e.push_back(r.e2e_ms);
@@ -279,13 +289,19 @@ HitSeries TimeHits(LlmClient& client, const std::vector<GenerateRequest>& reques
   return s;
 }
 
+void PrintHitHeader(const char* what) {
+  PrintRule();
+  std::printf("%-24s %6s %9s %9s %9s %9s %9s %8s %6s\n", what, "hits", "p50", "p99", "p99.9",
+              "max", "min", "misses", "failed");
+}
+
 void PrintHitRow(const std::string& name, const HitSeries& s) {
-  std::printf("%-22s %8zu %10s %10s %10s %10s %10s %8d\n", name.c_str(), s.e2e.size(),
+  std::printf("%-24s %6zu %9s %9s %9s %9s %9s %8d %6d\n", name.c_str(), s.e2e.size(),
               Ms(Percentile(s.e2e, 0.5)).c_str(), Ms(Percentile(s.e2e, 0.99)).c_str(),
               Ms(Percentile(s.e2e, 0.999)).c_str(),
               Ms(s.e2e.empty() ? 0 : *std::max_element(s.e2e.begin(), s.e2e.end())).c_str(),
               Ms(s.e2e.empty() ? 0 : *std::min_element(s.e2e.begin(), s.e2e.end())).c_str(),
-              s.wrong_source);
+              s.not_from_cache, s.failed);
 }
 
 absl::Status RunExactHits(const Options& o, Cluster& cluster, const ServerProcess& worker) {
@@ -297,6 +313,7 @@ absl::Status RunExactHits(const Options& o, Cluster& cluster, const ServerProces
   if (!redis.ok()) return redis.status();
   const GenerateRequest request = ChatRequest("Name three primary colors.", 16);
   std::vector<std::pair<std::string, HitSeries>> rows;
+  std::vector<double> backend_errors;
   for (const std::string backend : {"memory", "redis"}) {
     std::vector<std::string> flags;
     if (backend == "redis") flags = {"--redis", (*redis)->url()};
@@ -307,12 +324,15 @@ absl::Status RunExactHits(const Options& o, Cluster& cluster, const ServerProces
       return absl::InternalError(absl::StrCat("(b) ", backend, ": no exact hit"));
     }
     rows.emplace_back(backend, TimeHits(client, {request}, o.exact_hits, saola::v1::EXACT));
+    backend_errors.push_back(SumSeries(ScrapeMetrics((*router)->metrics_port()),
+                                       "saola_router_exact_cache_errors_total"));
   }
-  PrintRule();
-  std::printf("%-22s %8s %10s %10s %10s %10s %10s %8s\n", "backend (ms)", "hits", "p50", "p99",
-              "p99.9", "max", "min", "misses");
+  PrintHitHeader("backend (ms)");
   for (const auto& [name, s] : rows) PrintHitRow(name, s);
   PrintRule();
+  std::printf("misses: answered by the model instead; the router's "
+              "saola_router_exact_cache_errors_total: memory %.0f, redis %.0f\n",
+              backend_errors[0], backend_errors[1]);
   const double redis_p99 = Percentile(rows[1].second.e2e, 0.99);
   std::printf("target: Redis p99 <= 2 ms: %s (%.3f ms); load avg after %s\n",
               redis_p99 <= 2.0 ? "met" : "MISSED", redis_p99, LoadAverage().c_str());
@@ -374,9 +394,7 @@ absl::Status RunSemanticHits(const Options& o, Cluster& cluster, const ServerPro
   HitSeries exact = TimeHits(client, {SemanticRequest(pairs->front().first)},
                              std::min(o.semantic_hits, 500), saola::v1::EXACT);
   HitSeries semantic = TimeHits(client, hits, o.semantic_hits, saola::v1::SEMANTIC);
-  PrintRule();
-  std::printf("%-22s %8s %10s %10s %10s %10s %10s %8s\n", "lookup (ms)", "hits", "p50", "p99",
-              "p99.9", "max", "min", "misses");
+  PrintHitHeader("lookup (ms)");
   PrintHitRow("semantic hit", semantic);
   PrintHitRow("exact hit (same router)", exact);
   PrintRule();
@@ -445,7 +463,8 @@ int main(int argc, char** argv) {
                                    .policies = o->policies,
                                    .conversations = o->conversations,
                                    .turns = o->turns,
-                                   .turn_tokens = o->turn_tokens}));
+                                   .turn_tokens = o->turn_tokens,
+                                   .rounds = o->rounds}));
     }
   }
   std::printf("\ntotal %.1f s; load avg at end %s\n",

@@ -10,11 +10,14 @@
 //
 // Per policy, fresh workers and a fresh router: every policy starts with empty KV caches and the
 // same workload (greedy answers, so the same conversations up to batch-dependent rounding).
+// `rounds` repeats every policy, rotating their order each round, so a burst of other load on a
+// shared machine does not land on one policy only; every run is its own row.
 //
 // What is printed per policy:
 //   cached    sum(Finish.usage.cached_prompt_tokens) / sum(prompt_tokens), all turns, and for
 //             turns 2+ only (turn 1 cannot hit: its system message is new)
-//   TTFT      p50, p99 over every request (client side, through the router)
+//   TTFT      p50, p99 over every request (client side, through the router), and p50 over
+//             turns 2+ (turn 1 is the same cold burst of prefills under every policy)
 //   e2e p50   client side
 //   wall      first request sent to last answer received
 //   per worker  requests each worker finished (its saola_requests_total)
@@ -107,6 +110,7 @@ void RunConversation(const std::string& target, int conversation, const PolicyWo
 
 struct PolicyRow {
   std::string policy;
+  int round = 0;
   std::vector<TurnRecord> records;
   double wall_s = 0;
   std::vector<double> per_worker;
@@ -169,13 +173,14 @@ absl::StatusOr<PolicyRow> RunOnePolicy(Cluster& cluster, const PolicyWorkload& w
 
 void PrintRow(const PolicyRow& row) {
   uint64_t prompt = 0, cached = 0, prompt_later = 0, cached_later = 0;
-  std::vector<double> ttft, e2e;
+  std::vector<double> ttft, ttft_later, e2e;
   for (const TurnRecord& r : row.records) {
     prompt += r.prompt_tokens;
     cached += r.cached_prompt_tokens;
     if (r.turn >= 2) {
       prompt_later += r.prompt_tokens;
       cached_later += r.cached_prompt_tokens;
+      ttft_later.push_back(r.ttft_ms);
     }
     ttft.push_back(r.ttft_ms);
     e2e.push_back(r.e2e_ms);
@@ -185,11 +190,13 @@ void PrintRow(const PolicyRow& row) {
   const std::string ratio = absl::StrFormat(
       "%.3f (%llu/%llu)", prompt > 0 ? static_cast<double>(cached) / prompt : 0.0,
       static_cast<unsigned long long>(cached), static_cast<unsigned long long>(prompt));
-  std::printf("%-13s %-22s %9.3f %9.1f %9.1f %9.1f %7.1f  %-12s %s\n", row.policy.c_str(),
+  const std::string name = absl::StrCat(row.policy, " #", row.round + 1);
+  std::printf("%-16s %-22s %8.3f %8.1f %8.1f %8.1f %8.1f %7.1f  %-12s %s\n", name.c_str(),
               ratio.c_str(),
               prompt_later > 0 ? static_cast<double>(cached_later) / prompt_later : 0.0,
-              Percentile(ttft, 0.5), Percentile(ttft, 0.99), Percentile(e2e, 0.5), row.wall_s,
-              absl::StrJoin(per_worker, "/").c_str(), row.decisions.c_str());
+              Percentile(ttft, 0.5), Percentile(ttft, 0.99), Percentile(ttft_later, 0.5),
+              Percentile(e2e, 0.5), row.wall_s, absl::StrJoin(per_worker, "/").c_str(),
+              row.decisions.c_str());
 }
 
 }  // namespace
@@ -198,23 +205,35 @@ absl::Status RunPolicies(Cluster& cluster, const PolicyWorkload& w) {
   const unsigned cores = std::thread::hardware_concurrency();
   std::printf("\n(d) Routing policies, %d workers x --threads 1 (%u cores%s): %d conversations "
               "x %d turns,\n    %d tokens per turn, ignore_eos, cache.bypass; fresh workers and "
-              "router per policy. load avg %s\n",
+              "router per run; %d round(s). load avg %s\n",
               w.num_workers, cores,
               static_cast<unsigned>(w.num_workers) > cores ? ", oversubscribed" : "",
-              w.conversations, w.turns, w.turn_tokens, LoadAverage().c_str());
+              w.conversations, w.turns, w.turn_tokens, w.rounds, LoadAverage().c_str());
   std::vector<PolicyRow> rows;
-  for (const std::string& policy : w.policies) {
-    absl::StatusOr<PolicyRow> row = RunOnePolicy(cluster, w, policy);
-    if (!row.ok()) return row.status();
-    rows.push_back(*std::move(row));
+  const int num_policies = static_cast<int>(w.policies.size());
+  for (int round = 0; round < w.rounds; ++round) {
+    for (int i = 0; i < num_policies; ++i) {
+      const std::string& policy = w.policies[(i + round) % num_policies];
+      absl::StatusOr<PolicyRow> row = RunOnePolicy(cluster, w, policy);
+      if (!row.ok()) return row.status();
+      row->round = round;
+      rows.push_back(*std::move(row));
+      std::printf("    ran %s #%d: %.1f s, load avg %s\n", policy.c_str(), round + 1,
+                  rows.back().wall_s, LoadAverage().c_str());
+    }
   }
-  std::printf("%s\n", std::string(130, '-').c_str());
-  std::printf("%-13s %-22s %9s %9s %9s %9s %7s  %-12s %s\n", "policy", "cached/prompt tokens",
-              "turns 2+", "TTFT p50", "TTFT p99", "e2e p50", "wall s", "req/worker",
-              "routing decisions");
-  std::printf("%-13s %-22s %9s %9s %9s %9s %7s\n", "", "", "cached", "ms", "ms", "ms", "");
-  for (const PolicyRow& row : rows) PrintRow(row);
-  std::printf("%s\n", std::string(130, '-').c_str());
+  const std::string rule(136, '-');
+  std::printf("%s\n", rule.c_str());
+  std::printf("%-16s %-22s %8s %8s %8s %8s %8s %7s  %-12s %s\n", "policy #round",
+              "cached/prompt tokens", "turns 2+", "TTFT p50", "TTFT p99", "TTFT p50", "e2e p50",
+              "wall s", "req/worker", "routing decisions");
+  std::printf("%-16s %-22s %8s %8s %8s %8s %8s\n", "", "", "cached", "ms", "ms", "t2+ ms", "ms");
+  for (const std::string& policy : w.policies) {
+    for (const PolicyRow& row : rows) {
+      if (row.policy == policy) PrintRow(row);
+    }
+  }
+  std::printf("%s\n", rule.c_str());
   std::printf("load avg after %s\n", LoadAverage().c_str());
   return absl::OkStatus();
 }

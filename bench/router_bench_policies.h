@@ -16,10 +16,12 @@ struct PolicyWorkload {
   int conversations = 12;             // concurrent, one client thread each
   int turns = 4;                      // sequential within a conversation
   int turn_tokens = 16;               // generated per turn (ignore_eos)
+  int rounds = 2;                     // every policy this many times, the order rotated per round
 };
 
-/// For each policy: fresh workers and a fresh router, the workload, one table row. Prints the
-/// table on stdout; an error when a server does not start or a request fails.
+/// For each round and policy: fresh workers and a fresh router, the workload, one table row.
+/// Prints the table (grouped by policy) on stdout; an error when a server does not start or a
+/// request fails.
 absl::Status RunPolicies(Cluster& cluster, const PolicyWorkload& workload);
 
 }  // namespace saola::bench
