@@ -671,7 +671,16 @@ bool SameStem(const std::string& a, const std::string& b) {
   return stem(a) == stem(b);
 }
 
-// The word sequences differ in exactly one position (and not by an inflection).
+// Question auxiliaries that a rewording swaps freely ("how do I" / "how can I" / "how would I"):
+// exchanging one for another is not the one-word change a minimal pair is about.
+bool QuestionAuxiliary(const std::string& w) {
+  static const absl::flat_hash_set<std::string> kAuxiliaries = {
+      "do", "does", "can", "could", "would", "should", "may", "might", "shall", "will"};
+  return kAuxiliaries.contains(w);
+}
+
+// The word sequences differ in exactly one position (and not by an inflection or a question
+// auxiliary).
 bool MinimalPair(const GuardFeatures& a, const GuardFeatures& b) {
   if (a.words.size() != b.words.size()) return false;
   int diffs = 0;
@@ -683,6 +692,7 @@ bool MinimalPair(const GuardFeatures& a, const GuardFeatures& b) {
     }
   }
   if (diffs != 1 || SameStem(a.words[at], b.words[at])) return false;
+  if (QuestionAuxiliary(a.words[at]) && QuestionAuxiliary(b.words[at])) return false;
   // Two spellings of one lexicon member ("km" / "kilometres") are not a difference.
   const auto ca = LookupClass(a.words[at]), cb = LookupClass(b.words[at]);
   return !(ca && cb && *ca == *cb);
