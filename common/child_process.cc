@@ -1,4 +1,4 @@
-#include "clients/cli/child_process.h"
+#include "common/child_process.h"
 
 #include <fcntl.h>
 #include <poll.h>
@@ -10,18 +10,31 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
-namespace saola::client {
+namespace saola {
 
 absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(std::string name,
-                                                                  std::vector<std::string> argv) {
+                                                                  std::vector<std::string> argv,
+                                                                  ChildOptions options) {
   if (argv.empty()) return absl::InvalidArgumentError("no command");
   if (access(argv[0].c_str(), X_OK) != 0) {
     return absl::NotFoundError(
         absl::StrCat(argv[0], ": ", std::strerror(errno), " (build it: scripts/build)"));
+  }
+  // execv runs after chdir, so a relative path must be made absolute first.
+  if (!options.working_dir.empty()) argv[0] = std::filesystem::absolute(argv[0]).string();
+  int err_fd = -1;
+  if (!options.stderr_path.empty()) {
+    err_fd = open(options.stderr_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (err_fd < 0) {
+      return absl::InternalError(
+          absl::StrCat(options.stderr_path, ": ", std::strerror(errno)));
+    }
   }
   // Everything the child needs is prepared before fork: between fork and exec only
   // async-signal-safe calls are allowed (the parent may have other threads).
@@ -30,12 +43,16 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(std::string na
   c_argv.push_back(nullptr);
   int out[2];
   // O_CLOEXEC: a later child must not inherit this child's pipe (it would keep it open).
-  if (pipe2(out, O_CLOEXEC) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  if (pipe2(out, O_CLOEXEC) != 0) {
+    if (err_fd >= 0) close(err_fd);
+    return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
+  }
   const pid_t parent = getpid();
   const pid_t pid = fork();
   if (pid < 0) {
     close(out[0]);
     close(out[1]);
+    if (err_fd >= 0) close(err_fd);
     return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
   }
   if (pid == 0) {
@@ -51,11 +68,14 @@ absl::StatusOr<std::unique_ptr<ChildProcess>> ChildProcess::Start(std::string na
     sigset_t none;
     sigemptyset(&none);
     sigprocmask(SIG_SETMASK, &none, nullptr);
-    dup2(out[1], STDOUT_FILENO);  // the duplicate does not carry O_CLOEXEC
+    dup2(out[1], STDOUT_FILENO);  // the duplicates do not carry O_CLOEXEC
+    if (err_fd >= 0) dup2(err_fd, STDERR_FILENO);
+    if (!options.working_dir.empty() && chdir(options.working_dir.c_str()) != 0) _exit(126);
     execv(c_argv[0], c_argv.data());
     _exit(127);
   }
   close(out[1]);
+  if (err_fd >= 0) close(err_fd);
   return std::unique_ptr<ChildProcess>(new ChildProcess(std::move(name), pid, out[0]));
 }
 
@@ -66,7 +86,7 @@ ChildProcess::~ChildProcess() {
     while (waitpid(pid_, &status, 0) < 0 && errno == EINTR) {
     }
   }
-  if (forwarder_.joinable()) forwarder_.join();  // the pipe reaches EOF once the child is gone
+  if (pump_.joinable()) pump_.join();  // the pipe reaches EOF once the child is gone
   if (stdout_fd_ >= 0) close(stdout_fd_);
 }
 
@@ -92,16 +112,35 @@ absl::StatusOr<std::optional<std::string>> ChildProcess::ReadLine(absl::Duration
   }
 }
 
-void ChildProcess::ForwardStdoutToStderr() {
+absl::StatusOr<std::string> ChildProcess::ReadLineStartingWith(absl::string_view prefix,
+                                                                absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  while (true) {
+    absl::StatusOr<std::optional<std::string>> line = ReadLine(deadline - absl::Now());
+    if (!line.ok()) return line.status();
+    if (!line->has_value()) break;
+    if (absl::StartsWith(**line, prefix)) return **line;
+  }
+  return absl::DeadlineExceededError(absl::StrCat(name_, " did not print \"", prefix, "\" within ",
+                                                  absl::FormatDuration(timeout)));
+}
+
+void ChildProcess::ForwardStdoutToStderr() { PumpStdout(STDERR_FILENO); }
+
+void ChildProcess::DiscardStdout() { PumpStdout(-1); }
+
+void ChildProcess::PumpStdout(int target_fd) {
   const int fd = stdout_fd_;
   stdout_fd_ = -1;
   std::string already = std::move(pending_);
-  forwarder_ = std::thread([fd, already = std::move(already)] {
-    if (!already.empty()) (void)!write(STDERR_FILENO, already.data(), already.size());
+  pump_ = std::thread([fd, target_fd, already = std::move(already)] {
+    if (target_fd >= 0 && !already.empty()) {
+      (void)!write(target_fd, already.data(), already.size());
+    }
     char buf[4096];
     ssize_t n;
     while ((n = read(fd, buf, sizeof buf)) > 0 || (n < 0 && errno == EINTR)) {
-      if (n > 0) (void)!write(STDERR_FILENO, buf, static_cast<size_t>(n));
+      if (n > 0 && target_fd >= 0) (void)!write(target_fd, buf, static_cast<size_t>(n));
     }
     close(fd);
   });
@@ -127,8 +166,8 @@ std::optional<int> ChildProcess::Wait(absl::Duration timeout) {
 int ChildProcess::Stop(absl::Duration timeout) {
   Signal(SIGTERM);
   if (std::optional<int> status = Wait(timeout)) return *status;
-  std::fprintf(stderr, "saola up: %s (pid %d) did not stop in time; killing it\n", name_.c_str(),
-               static_cast<int>(pid_));
+  std::fprintf(stderr, "%s (pid %d) did not stop within %s; killing it\n", name_.c_str(),
+               static_cast<int>(pid_), absl::FormatDuration(timeout).c_str());
   Signal(SIGKILL);
   return Wait(absl::InfiniteDuration()).value_or(-1);
 }
@@ -142,4 +181,8 @@ std::string ChildProcess::DescribeStatus(int wait_status) {
   return absl::StrCat("wait status ", wait_status);
 }
 
-}  // namespace saola::client
+int ChildProcess::ExitCode(int wait_status) {
+  return WIFEXITED(wait_status) ? WEXITSTATUS(wait_status) : 128 + WTERMSIG(wait_status);
+}
+
+}  // namespace saola
