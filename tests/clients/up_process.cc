@@ -1,66 +1,46 @@
 #include "tests/clients/up_process.h"
 
 #include <dirent.h>
-#include <fcntl.h>
 #include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <optional>
 #include <sstream>
-#include <thread>
 
 namespace saola::test {
 
 UpProcess::UpProcess(const std::vector<std::string>& flags) {
-  const std::string binary = std::string(SAOLA_BINARY_DIR) + "/bin/saola";
-  std::vector<std::string> args = {binary, "up", "--port", "0"};
+  std::vector<std::string> args = {std::string(SAOLA_BINARY_DIR) + "/bin/saola", "up", "--port",
+                                   "0"};
   args.insert(args.end(), flags.begin(), flags.end());
   static int counter = 0;
   stderr_path_ = std::string(std::getenv("TMPDIR") ? std::getenv("TMPDIR") : "/tmp") +
                  "/saola_up_" + std::to_string(getpid()) + "_" + std::to_string(counter++) +
                  ".err";
-  int out[2];
-  if (pipe2(out, O_CLOEXEC) != 0) return;  // later forks (popen) must not inherit it
-  pid_ = fork();
-  if (pid_ == 0) {
-    const int err = open(stderr_path_.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    dup2(out[1], STDOUT_FILENO);
-    if (err >= 0) dup2(err, STDERR_FILENO);
-    close(out[0]);
-    close(out[1]);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
-    _exit(127);
+  ChildOptions options;
+  options.stderr_path = stderr_path_;
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Start("saola up", std::move(args), options);
+  if (!child.ok()) {
+    std::fprintf(stderr, "UpProcess: %s\n", child.status().ToString().c_str());
+    return;
   }
-  close(out[1]);
-  FILE* stream = fdopen(out[0], "r");
-  char buf[1024];
-  // saola up prints one line on stdout; fgets returns at EOF if it exits first.
-  if (fgets(buf, sizeof buf, stream) != nullptr) {
-    line_ = buf;
-    if (!line_.empty() && line_.back() == '\n') line_.pop_back();
-    std::sscanf(buf, "saola up: router listening on 127.0.0.1:%d", &port_);
+  child_ = *std::move(child);
+  // saola up prints one line on stdout; ReadLine fails at EOF if it exits first.
+  absl::StatusOr<std::optional<std::string>> line = child_->ReadLine(absl::Seconds(300));
+  child_->DiscardStdout();
+  if (line.ok() && line->has_value()) {
+    line_ = **line;
+    std::sscanf(line_.c_str(), "saola up: router listening on 127.0.0.1:%d", &port_);
   }
-  std::thread([stream] {
-    char drain[256];
-    while (fgets(drain, sizeof drain, stream)) {
-    }
-    fclose(stream);
-  }).detach();
 }
 
 UpProcess::~UpProcess() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-  }
+  child_.reset();  // SIGKILL if still running
   std::remove(stderr_path_.c_str());
 }
 
@@ -70,22 +50,14 @@ std::string UpProcess::Stderr() const {
 }
 
 int UpProcess::Wait(int timeout_s) {
-  if (pid_ <= 0) return -1;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return -1;
+  if (child_ == nullptr) return -1;
+  const std::optional<int> status = child_->Wait(absl::Seconds(timeout_s));
+  return status.has_value() ? ChildProcess::ExitCode(*status) : -1;
 }
 
 int UpProcess::SignalAndWait(int signal, int timeout_s) {
-  if (pid_ <= 0) return -1;
-  kill(pid_, signal);
+  if (child_ == nullptr) return -1;
+  child_->Signal(signal);
   return Wait(timeout_s);
 }
 

@@ -5,8 +5,11 @@
 
 #include <sys/types.h>
 
+#include <memory>
 #include <string>
 #include <vector>
+
+#include "common/child_process.h"
 
 namespace saola::test {
 
@@ -20,7 +23,7 @@ class UpProcess {
   bool ok() const { return port_ > 0; }
   int port() const { return port_; }
   std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_ ? child_->pid() : -1; }
   /// The stdout line it printed ("saola up: router listening on ...").
   const std::string& line() const { return line_; }
   /// What it wrote on stderr so far (its children's stderr included).
@@ -33,7 +36,7 @@ class UpProcess {
   int Wait(int timeout_s);
 
  private:
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> child_;
   int port_ = 0;
   std::string line_;
   std::string stderr_path_;

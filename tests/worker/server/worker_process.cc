@@ -3,82 +3,48 @@
 #include <arpa/inet.h>
 #include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
-#include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <cstring>
+#include <optional>
 #include <sstream>
-#include <thread>
 
 #include "tests/common/reference_model.h"
 
 namespace saola::test {
 
 WorkerProcess::WorkerProcess(const std::vector<std::string>& extra_flags) {
-  const std::string binary = std::string(SAOLA_BINARY_DIR) + "/bin/saola-worker";
-  std::vector<std::string> args = {binary,          "serve",  "--model",
-                                   ReferenceModelPath(), "--port", "0",
-                                   "--metrics-port", "0",      "--host",
-                                   "127.0.0.1",      "--threads", "2"};
+  std::vector<std::string> args = {std::string(SAOLA_BINARY_DIR) + "/bin/saola-worker",
+                                   "serve", "--model", ReferenceModelPath(), "--port", "0",
+                                   "--metrics-port", "0", "--host", "127.0.0.1", "--threads", "2"};
   args.insert(args.end(), extra_flags.begin(), extra_flags.end());
-  int out[2];
-  if (pipe(out) != 0) return;
-  pid_ = fork();
-  if (pid_ == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    close(out[1]);
-    std::vector<char*> argv;
-    for (std::string& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(binary.c_str(), argv.data());
-    _exit(127);
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Start("saola-worker", std::move(args));
+  if (!child.ok()) {
+    std::fprintf(stderr, "WorkerProcess: %s\n", child.status().ToString().c_str());
+    return;
   }
-  close(out[1]);
-  // Read stdout until the listening line (the process prints nothing else there).
-  FILE* stream = fdopen(out[0], "r");
-  char line[1024];
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
-  while (std::chrono::steady_clock::now() < deadline && fgets(line, sizeof line, stream)) {
-    char name[512] = {0};
-    if (std::sscanf(line, "saola-worker: listening port=%d metrics_port=%d model=%511s", &port_,
-                    &metrics_port_, name) == 3) {
-      model_name_ = name;
-      break;
-    }
-  }
+  child_ = *std::move(child);
+  absl::StatusOr<std::string> line =
+      child_->ReadLineStartingWith("saola-worker: listening", absl::Seconds(120));
   // Keep draining stdout in the background so the child never blocks on a full pipe.
-  std::thread([stream] {
-    char buf[256];
-    while (fgets(buf, sizeof buf, stream)) {
-    }
-    fclose(stream);
-  }).detach();
-}
-
-WorkerProcess::~WorkerProcess() {
-  if (pid_ > 0) {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
+  child_->DiscardStdout();
+  char name[512] = {0};
+  if (!line.ok() ||
+      std::sscanf(line->c_str(), "saola-worker: listening port=%d metrics_port=%d model=%511s",
+                  &port_, &metrics_port_, name) != 3) {
+    port_ = metrics_port_ = 0;
+    return;
   }
+  model_name_ = name;
 }
 
 int WorkerProcess::Terminate(int timeout_s) {
-  if (pid_ <= 0) return -1;
-  kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  while (std::chrono::steady_clock::now() < deadline) {
-    int status = 0;
-    if (waitpid(pid_, &status, WNOHANG) == pid_) {
-      pid_ = -1;
-      return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(20));
-  }
-  return -1;
+  if (child_ == nullptr) return -1;
+  child_->Signal(SIGTERM);
+  const std::optional<int> status = child_->Wait(absl::Seconds(timeout_s));
+  return status.has_value() ? ChildProcess::ExitCode(*status) : -1;
 }
 
 std::string ScrapeMetrics(int port) {
