@@ -1,17 +1,13 @@
 #include "bench/router_bench_support.h"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
-#include <signal.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -25,66 +21,18 @@ namespace saola::bench {
 absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
     const std::vector<std::string>& argv, const std::string& cwd,
     const std::string& listening_prefix, const std::string& log_path, int timeout_s) {
-  int out[2];
-  if (pipe(out) != 0) return absl::InternalError(absl::StrCat("pipe: ", std::strerror(errno)));
-  // Everything the child needs is built before fork: other threads (gRPC's) may hold the malloc
-  // lock at that instant, so the child only makes system calls until execv.
-  std::vector<std::string> args = argv;
-  std::vector<char*> raw;
-  for (std::string& a : args) raw.push_back(a.data());
-  raw.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) return absl::InternalError(absl::StrCat("fork: ", std::strerror(errno)));
-  if (pid == 0) {
-    dup2(out[1], STDOUT_FILENO);
-    close(out[0]);
-    close(out[1]);
-    const int log = open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
-    if (log >= 0) dup2(log, STDERR_FILENO);
-    if (chdir(cwd.c_str()) != 0) _exit(126);
-    execv(raw[0], raw.data());
-    _exit(127);
-  }
-  close(out[1]);
-  std::unique_ptr<ServerProcess> process(new ServerProcess());
-  process->pid_ = pid;
-  // Non-blocking reads polled every 10 ms, so a child that hangs without printing still ends
-  // the wait at the deadline.
-  fcntl(out[0], F_SETFL, fcntl(out[0], F_GETFL) | O_NONBLOCK);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(timeout_s);
-  std::string pending;
-  bool listening = false;
-  while (!listening && std::chrono::steady_clock::now() < deadline) {
-    char buf[512];
-    const ssize_t n = read(out[0], buf, sizeof buf);
-    if (n == 0) break;  // the child closed stdout: it exited
-    if (n < 0) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      continue;
-    }
-    pending.append(buf, static_cast<size_t>(n));
-    size_t eol;
-    while ((eol = pending.find('\n')) != std::string::npos) {
-      const std::string line = pending.substr(0, eol);
-      pending.erase(0, eol + 1);
-      if (absl::StartsWith(line, listening_prefix) &&
-          std::sscanf(line.c_str() + listening_prefix.size(), " port=%d metrics_port=%d",
-                      &process->port_, &process->metrics_port_) == 2) {
-        listening = true;
-        break;
-      }
-    }
-  }
+  absl::StatusOr<std::unique_ptr<ChildProcess>> child =
+      ChildProcess::Start(argv.empty() ? "" : argv[0], argv,
+                          {.working_dir = cwd, .stderr_path = log_path});
+  if (!child.ok()) return child.status();
+  std::unique_ptr<ServerProcess> process(new ServerProcess(*std::move(child)));
+  absl::StatusOr<std::string> line =
+      process->child_->ReadLineStartingWith(listening_prefix, absl::Seconds(timeout_s));
   // Keep draining stdout so the child never blocks on a full pipe.
-  const int fd = out[0];
-  fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-  std::thread([fd] {
-    char buf[256];
-    while (read(fd, buf, sizeof buf) > 0) {
-    }
-    close(fd);
-  }).detach();
-  if (!listening) {
+  process->child_->DiscardStdout();
+  if (!line.ok() || std::sscanf(line->c_str() + listening_prefix.size(),
+                                " port=%d metrics_port=%d", &process->port_,
+                                &process->metrics_port_) != 2) {
     return absl::UnavailableError(
         absl::StrCat(argv[0], " did not print \"", listening_prefix, "\" within ", timeout_s,
                      " s; see ", log_path));
@@ -92,17 +40,7 @@ absl::StatusOr<std::unique_ptr<ServerProcess>> ServerProcess::Start(
   return process;
 }
 
-ServerProcess::~ServerProcess() {
-  if (pid_ <= 0) return;
-  kill(pid_, SIGTERM);
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(5);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (waitpid(pid_, nullptr, WNOHANG) == pid_) return;
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
-  kill(pid_, SIGKILL);
-  waitpid(pid_, nullptr, 0);
-}
+ServerProcess::~ServerProcess() { child_->Stop(absl::Seconds(5)); }
 
 absl::StatusOr<std::unique_ptr<ServerProcess>> Cluster::StartWorker() {
   const std::string log = absl::StrCat(config_.log_dir, "/worker-", ++num_workers_, ".log");

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/child_process.h"
 #include "grpcpp/grpcpp.h"
 #include "saola/v1/llm.grpc.pb.h"
 
@@ -35,12 +36,12 @@ class ServerProcess {
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
   std::string target() const { return "127.0.0.1:" + std::to_string(port_); }
-  pid_t pid() const { return pid_; }
+  pid_t pid() const { return child_->pid(); }
 
  private:
-  ServerProcess() = default;
+  explicit ServerProcess(std::unique_ptr<ChildProcess> child) : child_(std::move(child)) {}
 
-  pid_t pid_ = -1;
+  std::unique_ptr<ChildProcess> child_;
   int port_ = 0;
   int metrics_port_ = 0;
 };
