@@ -1,6 +1,6 @@
 #include "router/router_metrics.h"
 
-#include "absl/strings/str_cat.h"
+#include "common/metrics_server.h"
 
 namespace saola::router {
 namespace {
@@ -106,21 +106,14 @@ RouterMetrics::RouterMetrics()
 }
 
 absl::Status RouterMetrics::Serve(const std::string& host, int port) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat(host, ":", port));
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("--metrics-port: cannot listen on ", host, ":", port, ": ", e.what()));
-  }
-  exposer_->RegisterCollectable(registry_);
+  absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
+      ServeMetrics("--metrics-port", host, port, registry_);
+  if (!exposer.ok()) return exposer.status();
+  exposer_ = *std::move(exposer);
   return absl::OkStatus();
 }
 
-int RouterMetrics::port() const {
-  if (exposer_ == nullptr) return 0;
-  std::vector<int> ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports[0];
-}
+int RouterMetrics::port() const { return ListeningPort(exposer_.get()); }
 
 void RouterMetrics::OnRequestDone(const std::string& cache_source, const std::string& code,
                                   double e2e_seconds) {

@@ -1,6 +1,6 @@
 #include "worker/server/metrics.h"
 
-#include "absl/strings/str_cat.h"
+#include "common/metrics_server.h"
 
 namespace saola::server {
 namespace {
@@ -83,21 +83,14 @@ WorkerMetrics::WorkerMetrics()
 }
 
 absl::Status WorkerMetrics::Serve(const std::string& host, int port) {
-  try {
-    exposer_ = std::make_unique<prometheus::Exposer>(absl::StrCat(host, ":", port));
-  } catch (const std::exception& e) {
-    return absl::UnavailableError(
-        absl::StrCat("metrics-port: cannot listen on ", host, ":", port, ": ", e.what()));
-  }
-  exposer_->RegisterCollectable(registry_);
+  absl::StatusOr<std::unique_ptr<prometheus::Exposer>> exposer =
+      ServeMetrics("metrics-port", host, port, registry_);
+  if (!exposer.ok()) return exposer.status();
+  exposer_ = *std::move(exposer);
   return absl::OkStatus();
 }
 
-int WorkerMetrics::port() const {
-  if (!exposer_) return 0;
-  const std::vector<int> ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports.front();
-}
+int WorkerMetrics::port() const { return ListeningPort(exposer_.get()); }
 
 prometheus::Counter& WorkerMetrics::Requests(const std::string& reason) {
   return requests_.Add({{"reason", reason}});
