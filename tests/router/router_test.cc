@@ -440,6 +440,14 @@ TEST_F(RouterTest, ListModelsHealthAndUnreachableWorkers) {
             grpc::StatusCode::UNAVAILABLE);
   EXPECT_EQ(lonely.Terminate(), 0);
 
+  // A worker found through DNS (a Kubernetes headless Service in production): localhost may
+  // resolve to ::1 too, where nothing listens; that address is simply never routable.
+  RouterProcess by_dns({"--workers", absl::StrCat("dns:///localhost:", workers_[0]->port())});
+  ASSERT_TRUE(by_dns.ok());
+  ASSERT_TRUE(WaitForWorkersUp(by_dns, 1));
+  Result via_dns = Generate(by_dns.target(), Chat("hi", 4));
+  EXPECT_TRUE(via_dns.status.ok()) << via_dns.status.error_message();
+
   // Bad flags: the router refuses to start.
   RouterProcess bad({"--workers", Workers(), "--policy", "random"});
   EXPECT_FALSE(bad.ok());
