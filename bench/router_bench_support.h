@@ -12,6 +12,7 @@
 
 #include "absl/status/statusor.h"
 #include "common/child_process.h"
+#include "common/metrics_scrape.h"
 #include "grpcpp/grpcpp.h"
 #include "saola/v1/llm.grpc.pb.h"
 
@@ -71,8 +72,6 @@ class Cluster {
   int num_routers_ = 0;
 };
 
-/// GET http://127.0.0.1:port/metrics over a plain socket; empty on failure.
-std::string ScrapeMetrics(int port);
 
 /// Sum of every sample of `name` in Prometheus text whose labels contain `label_filter`
 /// (e.g. `reason="prefix_hit"`; empty: all samples, labelled or not).

@@ -4,29 +4,12 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/utf8.h"
 
 namespace saola::json {
 namespace {
 
 constexpr int kMaxDepth = 64;
-
-void AppendUtf8(uint32_t cp, std::string& out) {
-  if (cp < 0x80) {
-    out += static_cast<char>(cp);
-  } else if (cp < 0x800) {
-    out += static_cast<char>(0xC0 | (cp >> 6));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else if (cp < 0x10000) {
-    out += static_cast<char>(0xE0 | (cp >> 12));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  } else {
-    out += static_cast<char>(0xF0 | (cp >> 18));
-    out += static_cast<char>(0x80 | ((cp >> 12) & 0x3F));
-    out += static_cast<char>(0x80 | ((cp >> 6) & 0x3F));
-    out += static_cast<char>(0x80 | (cp & 0x3F));
-  }
-}
 
 // Length of the valid UTF-8 sequence at s[i], or 0 when the bytes there are not one.
 size_t ValidUtf8Length(std::string_view s, size_t i) {
@@ -158,12 +141,12 @@ class Parser {
             if (*lo >= 0xDC00 && *lo <= 0xDFFF) {
               cp = 0x10000 + ((cp - 0xD800) << 10) + (*lo - 0xDC00);
             } else {
-              AppendUtf8(0xFFFD, out);  // lone high surrogate
+              AppendUtf8(0xFFFD, &out);  // lone high surrogate
               cp = *lo;
             }
           }
           if (cp >= 0xD800 && cp <= 0xDFFF) cp = 0xFFFD;
-          AppendUtf8(cp, out);
+          AppendUtf8(cp, &out);
           break;
         }
         default: return Error("bad escape");

@@ -24,14 +24,12 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "common/utf8.h"  // AppendUtf8, used with DecodeUtf8Lenient
 
 namespace saola::model {
 
 /// Codepoints of `text`, decoded leniently as described above.
 void DecodeUtf8Lenient(std::string_view text, std::vector<uint32_t>* cpts);
-
-/// Appends the UTF-8 form of `cp` (any value up to U+10FFFF, surrogates included).
-void AppendUtf8(uint32_t cp, std::string* out);
 
 class PreTokenizer {
  public:

@@ -8,6 +8,8 @@
 #include <string>
 #include <vector>
 
+#include "common/metrics_scrape.h"
+
 #include "common/child_process.h"
 
 namespace saola::test {
@@ -36,8 +38,7 @@ class WorkerProcess {
   std::string model_name_;
 };
 
-/// GET http://127.0.0.1:port/metrics (plain socket); empty on failure.
-std::string ScrapeMetrics(int port);
+using saola::ScrapeMetrics;  // tests call it unqualified
 
 /// The value of one unlabelled (or exactly labelled) series in Prometheus text, or -1.
 double MetricValue(const std::string& text, const std::string& series);
