@@ -1,0 +1,147 @@
+// The CUDA implementation of kernels::Backend: every op as CUDA kernels on one stream of one
+// device (kernels/cuda/*.cu), with the host-side bookkeeping here.
+//
+// Memory contract (the parts kernels/backend.h leaves to the backend):
+// * Float activations, the KV cache, norm weights and Weight::data are DEVICE memory: activations
+//   and the KV cache come from Allocate (cudaMalloc, zeroed); weights from UploadWeight and norm
+//   vectors from UploadFloats. The model today hands the backend mmap'd host pointers for weights
+//   and norms (worker/model/llama_weights.cc), so running it on this backend needs a loader step
+//   that uploads each Weight and norm once and keeps the returned DeviceWeight / Buffer alive for
+//   the model's lifetime (see "Wiring the model" below).
+// * Small integer arrays are HOST memory, as the model builds them per step: Embed's ids,
+//   Rope's positions, StoreKv's slots and AttentionSeq::block_table. Each call copies them to a
+//   device mirror on the stream; a mirror remembers the bytes it last sent and skips the copy
+//   when they are unchanged, so the per-layer Rope/StoreKv/Attention calls of one step copy once
+//   per step, not once per layer.
+// * Calls are asynchronous on the backend's stream, in call order. Host reads of device results
+//   go through CopyToHost (which waits) or Synchronize.
+// * Errors: the Backend methods return void, so a failed launch or copy is remembered (the first
+//   one) and returned by Synchronize / CopyToHost; precondition violations (an unsupported weight
+//   type, a head_dim this backend does not handle) abort through SAOLA_CHECK as on the CPU.
+//
+// Wiring the model (not done yet; worker/model keeps host pointers): after LoadLlamaWeights, a
+// CUDA worker would replace every kernels::Weight in LlamaWeights by UploadWeight(w).weight and
+// every norm pointer by UploadFloats(...), holding the owners next to the model; Forward's
+// gathering of the rows that need logits (a host memcpy from x_) becomes a device copy, and the
+// engine reads logits with CopyToHost, or samples greedily on the device with Argmax.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "kernels/backend.h"
+
+// cudaStream_t without including the CUDA headers in every user of this one.
+struct CUstream_st;
+
+namespace saola::kernels::cuda {
+
+/// A weight in device memory. `weight.data` points into `memory`, rows packed
+/// (row_stride_bytes == RowBytes(type, cols)); keep `memory` alive while `weight` is used.
+struct DeviceWeight {
+  Weight weight;
+  Buffer memory;
+};
+
+/// True if the CUDA matmul/embedding kernels handle `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1;
+/// the quantized types need cols % 32 == 0).
+bool CudaMatMulSupports(DType type);
+
+/// Number of CUDA devices the runtime sees; 0 when there is no device or no driver.
+int CudaDeviceCount();
+
+class CudaBackend final : public Backend {
+ public:
+  /// The largest head_dim Attention handles (it must also be even).
+  static constexpr int32_t kMaxHeadDim = 256;
+
+  /// A backend on device `device` with its own stream. FAILED_PRECONDITION when the device does
+  /// not exist or the driver is missing.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(int device = 0);
+  ~CudaBackend() override;
+  CudaBackend(const CudaBackend&) = delete;
+  CudaBackend& operator=(const CudaBackend&) = delete;
+
+  // ---- kernels::Backend (contracts in kernels/backend.h; pointers as in the file comment) ----
+  Buffer Allocate(size_t bytes) override;
+  void MatMul(const Weight& w, const float* x, int64_t n, float* y) override;
+  void MatMulShared(std::span<const Weight> ws, const float* x, int64_t n,
+                    std::span<float* const> ys) override;
+  void Embed(const Weight& table, const int32_t* ids, int64_t n, float* out) override;
+  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
+               float* out) override;
+  void AddRmsNorm(float* residual, const float* delta, const float* weight, int64_t n, int64_t dim,
+                  float eps, float* out) override;
+  void Add(float* x, const float* delta, int64_t n, int64_t dim) override;
+  void Rope(float* x, const int32_t* positions, int64_t n, int32_t num_heads, int32_t head_dim,
+            const RopeParams& params) override;
+  void SiluMul(const float* gate, const float* up, int64_t n, int64_t dim, float* out) override;
+  void StoreKv(const float* k, const float* v, const int32_t* slots, int64_t n,
+               const KvLayer& kv) override;
+  /// Precondition: kv.head_dim even and <= kMaxHeadDim.
+  void Attention(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
+                 int32_t num_heads, float scale, float* out) override;
+
+  // ---- Device memory and transfers ----
+
+  /// Copies a host weight (honouring row_stride_bytes, so a tensor-parallel column slice uploads
+  /// only its own blocks) into packed device memory. INVALID_ARGUMENT for an unsupported type.
+  absl::StatusOr<DeviceWeight> UploadWeight(const Weight& host);
+  /// A device copy of `count` host floats (norm weights).
+  absl::StatusOr<Buffer> UploadFloats(const float* host, size_t count);
+  /// Host -> device, ordered on the stream (the host bytes may be reused when this returns).
+  absl::Status CopyToDevice(void* device_dst, const void* host_src, size_t bytes);
+  /// Device -> host after all queued work; returns the first error seen so far.
+  absl::Status CopyToHost(void* host_dst, const void* device_src, size_t bytes);
+  /// Device -> device, ordered on the stream.
+  absl::Status CopyOnDevice(void* device_dst, const void* device_src, size_t bytes);
+
+  /// Greedy sampling on the device: out[i] = argmax of logits row i (rows x vocab floats in
+  /// device memory), the lowest id on ties, as the engine's sampler. `out` is host memory.
+  absl::Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out);
+
+  /// Waits for all queued work; the first CUDA error since the backend was made.
+  absl::Status Synchronize();
+
+  int device() const { return device_; }
+
+ private:
+  // A device copy of a small host array, re-sent only when its bytes change.
+  class Mirror {
+   public:
+    Mirror() = default;
+    ~Mirror();
+    Mirror(const Mirror&) = delete;
+    Mirror& operator=(const Mirror&) = delete;
+    // Device pointer holding `bytes` from `host`; null (and the backend's error set) on failure.
+    const void* Send(CudaBackend& backend, const void* host, size_t bytes);
+
+   private:
+    void* device_ = nullptr;
+    size_t capacity_ = 0;
+    std::vector<uint8_t> last_;
+    bool valid_ = false;
+  };
+
+  CudaBackend(int device, CUstream_st* stream);
+  // Records the first failure; returns true when `status` (a cudaError_t) is success.
+  bool Check(int status, const char* what);
+  // Ensures the split-attention workspace holds `floats` floats.
+  float* Workspace(size_t floats);
+
+  int device_;
+  CUstream_st* stream_;
+  absl::Status error_;
+  Mirror ids_, positions_, slots_, attention_items_, attention_merges_, block_tables_;
+  void* workspace_ = nullptr;
+  size_t workspace_floats_ = 0;
+  int32_t* argmax_out_ = nullptr;
+  size_t argmax_capacity_ = 0;
+};
+
+}  // namespace saola::kernels::cuda
