@@ -39,6 +39,8 @@ Engine::Engine(model::LlamaModel& model, const model::Tokenizer& tokenizer,
                std::unique_ptr<model::KvCacheStorage> kv, const Options& options,
                EngineObserver* observer)
     : model_(model),
+      local_runner_(model),
+      runner_(options.step_runner != nullptr ? *options.step_runner : local_runner_),
       tokenizer_(tokenizer),
       kv_(std::move(kv)),
       options_(options),
@@ -90,6 +92,7 @@ absl::Status Engine::Submit(RequestSpec spec, std::shared_ptr<RequestSink> sink)
   auto seq = std::make_unique<Sequence>(std::move(spec), std::move(sink), tokenizer_, pool_);
   {
     std::lock_guard lock(mu_);
+    if (!runner_failure_.ok()) return runner_failure_;
     if (!accepting_ || stop_) return absl::UnavailableError("the worker is draining");
     if (num_queued_ >= options_.max_waiting) {
       return absl::ResourceExhaustedError(absl::StrFormat(
@@ -136,6 +139,11 @@ void Engine::Shutdown() {
   }
   cv_.notify_one();
   if (thread_.joinable()) thread_.join();
+}
+
+absl::Status Engine::RunnerFailure() const {
+  std::lock_guard lock(mu_);
+  return runner_failure_;
 }
 
 EngineStats Engine::Stats() const {
@@ -243,13 +251,21 @@ void Engine::Loop() {
   }
   // Shutdown: every live request fails; the sinks learn it at once.
   TakeInbox();
+  FailAll(absl::UnavailableError("the worker is shutting down"), /*observe=*/false);
+  UpdateStats();
+}
+
+void Engine::FailAll(const absl::Status& status, bool observe) {
   std::vector<Sequence*> all;
   for (auto& [id, seq] : live_) all.push_back(seq.get());
   for (Sequence* seq : all) {
-    seq->Fail(absl::UnavailableError("the worker is shutting down"));
+    seq->Fail(status);
+    if (observe && observer_) {
+      observer_->OnFinished(*seq, FinishReason::kNone, status,
+                            Seconds(Clock::now() - seq->arrival_time));
+    }
     Release(seq);
   }
-  UpdateStats();
 }
 
 void Engine::RunStep() {
@@ -286,7 +302,21 @@ void Engine::RunStep() {
                            .block_table = seq.lease.blocks(),
                            .num_logits = chunk.sample ? 1 : 0});
   }
-  absl::StatusOr<std::span<const float>> logits = model_.Forward(batch_, *kv_);
+  absl::StatusOr<std::span<const float>> logits = runner_.Run(batch_, *kv_);
+  if (!logits.ok() && IsRunnerBroken(logits.status())) {
+    // A shard-group rank died or hangs: no step can run again. Everything fails at once, with
+    // the runner's message (it names the rank), and the owner is told so it can exit.
+    const absl::Status failure = absl::UnavailableError(logits.status().message());
+    {
+      std::lock_guard lock(mu_);
+      runner_failure_ = failure;
+      accepting_ = false;
+    }
+    TakeInbox();
+    FailAll(failure, /*observe=*/true);
+    if (options_.on_runner_broken) options_.on_runner_broken(failure);
+    return;
+  }
   if (!logits.ok()) {
     // A bug, not bad input: every request was checked at Submit. Fail the step's requests.
     for (const ScheduledChunk& chunk : plan.chunks) {

@@ -26,6 +26,7 @@
 #include "worker/engine/request.h"
 #include "worker/engine/scheduler.h"
 #include "worker/engine/sequence.h"
+#include "worker/engine/step_runner.h"
 #include "worker/model/kv_cache.h"
 #include "worker/model/llama_model.h"
 #include "worker/model/tokenizer.h"
@@ -79,6 +80,11 @@ class Engine {
     int32_t num_kv_blocks = 1024;
     int32_t block_size = 16;
     bool prefix_cache = true;
+    /// Runs each step; null: the model on this process. Must outlive the engine.
+    StepRunner* step_runner = nullptr;
+    /// Called once, on the engine thread, when the runner breaks (IsRunnerBroken): every live
+    /// request has then failed with UNAVAILABLE and Submit answers UNAVAILABLE from then on.
+    std::function<void(const absl::Status&)> on_runner_broken;
   };
 
   /// Allocates the KV cache and starts the engine thread. The model, backend and tokenizer must
@@ -111,6 +117,9 @@ class Engine {
   /// Fails every live request with UNAVAILABLE and stops the thread. Idempotent.
   void Shutdown();
 
+  /// OK, or why the step runner broke (a shard-group rank died or hangs).
+  absl::Status RunnerFailure() const;
+
   /// A recent snapshot (updated every step).
   EngineStats Stats() const;
 
@@ -128,6 +137,7 @@ class Engine {
   void TakeInbox();
   void ExpireAndAbort();
   void RunStep();
+  void FailAll(const absl::Status& status, bool observe);
   void ApplyChunk(const ScheduledChunk& chunk, std::span<const float> logits);
   void CommitFullBlocks(Sequence& seq);
   void Finish(Sequence* seq, const RequestOutput& last);
@@ -138,6 +148,8 @@ class Engine {
   static std::string CheckSpec(const RequestSpec& spec, int32_t vocab, int32_t context_limit);
 
   model::LlamaModel& model_;
+  LocalStepRunner local_runner_;
+  StepRunner& runner_;
   const model::Tokenizer& tokenizer_;
   std::unique_ptr<model::KvCacheStorage> kv_;
   Options options_;
@@ -172,6 +184,7 @@ class Engine {
   int32_t num_queued_ = 0;                          // inbox plus waiting
   bool accepting_ = true;
   bool stop_ = false;
+  absl::Status runner_failure_;  // set once when the runner breaks
   EngineStats stats_;
 
   std::thread thread_;

@@ -30,7 +30,8 @@ std::vector<std::pair<int32_t, float>> TopLogits(std::span<const float> logits, 
 
 absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(model::LlamaModel& model,
                                                              kernels::Backend& backend,
-                                                             int32_t max_context) {
+                                                             int32_t max_context,
+                                                             StepRunner* runner) {
   if (max_context <= 0 || max_context > model.config().context_length) {
     return absl::InvalidArgumentError(absl::StrFormat(
         "context of %d tokens is outside the model's 1..%d", max_context,
@@ -38,11 +39,16 @@ absl::StatusOr<std::unique_ptr<Generator>> Generator::Create(model::LlamaModel& 
   }
   const int32_t blocks = (max_context + kBlockSize - 1) / kBlockSize;
   ASSIGN_OR_RETURN(auto kv, model::KvCacheStorage::Create(backend, model.KvShape(blocks, kBlockSize)));
-  return std::unique_ptr<Generator>(new Generator(model, std::move(kv)));
+  return std::unique_ptr<Generator>(new Generator(model, std::move(kv), runner));
 }
 
-Generator::Generator(model::LlamaModel& model, std::unique_ptr<model::KvCacheStorage> kv)
-    : model_(model), kv_(std::move(kv)), block_table_(kv_->num_blocks()) {
+Generator::Generator(model::LlamaModel& model, std::unique_ptr<model::KvCacheStorage> kv,
+                     StepRunner* runner)
+    : model_(model),
+      local_runner_(model),
+      runner_(runner != nullptr ? *runner : local_runner_),
+      kv_(std::move(kv)),
+      block_table_(kv_->num_blocks()) {
   std::iota(block_table_.begin(), block_table_.end(), 0);
 }
 
@@ -74,7 +80,7 @@ absl::StatusOr<GenerateResult> Generator::Generate(const std::vector<int32_t>& p
     seq.num_tokens = static_cast<int32_t>(end - begin);
     seq.context_len = static_cast<int32_t>(end);
     seq.num_logits = end == prompt.size() ? 1 : 0;
-    ASSIGN_OR_RETURN(logits, model_.Forward(batch, *kv_));
+    ASSIGN_OR_RETURN(logits, runner_.Run(batch, *kv_));
     begin = end;
   }
   result.prefill_seconds = Now() - prefill_start;
@@ -95,7 +101,7 @@ absl::StatusOr<GenerateResult> Generator::Generate(const std::vector<int32_t>& p
     seq.num_tokens = 1;
     seq.context_len = ++context;
     seq.num_logits = 1;
-    ASSIGN_OR_RETURN(logits, model_.Forward(batch, *kv_));
+    ASSIGN_OR_RETURN(logits, runner_.Run(batch, *kv_));
     ++result.decode_steps;
   }
   result.decode_seconds = Now() - decode_start;

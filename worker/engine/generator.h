@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
 #include "worker/engine/sampler.h"
+#include "worker/engine/step_runner.h"
 #include "worker/model/kv_cache.h"
 #include "worker/model/llama_model.h"
 
@@ -39,10 +40,12 @@ class Generator {
  public:
   static constexpr int32_t kBlockSize = 16;
 
-  /// A generator whose KV cache holds `max_context` tokens.
+  /// A generator whose KV cache holds `max_context` tokens. Steps run on `runner` (e.g. a
+  /// shard group, which must outlive the generator), or on `model` alone when it is null.
   static absl::StatusOr<std::unique_ptr<Generator>> Create(model::LlamaModel& model,
                                                            kernels::Backend& backend,
-                                                           int32_t max_context);
+                                                           int32_t max_context,
+                                                           StepRunner* runner = nullptr);
 
   /// Runs prompt + up to max_tokens generated tokens. INVALID_ARGUMENT when they do not fit the
   /// cache or the prompt is empty. `top_k_logits` > 0 records that many top logits per step.
@@ -50,9 +53,12 @@ class Generator {
                                           const GenerateOptions& options, int top_k_logits = 0);
 
  private:
-  Generator(model::LlamaModel& model, std::unique_ptr<model::KvCacheStorage> kv);
+  Generator(model::LlamaModel& model, std::unique_ptr<model::KvCacheStorage> kv,
+            StepRunner* runner);
 
   model::LlamaModel& model_;
+  LocalStepRunner local_runner_;
+  StepRunner& runner_;
   std::unique_ptr<model::KvCacheStorage> kv_;
   std::vector<int32_t> block_table_;
 };
