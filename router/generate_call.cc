@@ -80,21 +80,22 @@ void Run(std::shared_ptr<CallState> state) {
       return Replay(*state, *hit, saola::v1::EXACT, "exact");
     }
   }
-  if (state->cacheable && ctx.semantic != nullptr) {
+  // Only requests that opt in read or write the semantic cache: an answer is offered to
+  // paraphrases only by clients that accept paraphrased answers, and the embedding (milliseconds
+  // of CPU) is computed only for them.
+  if (state->cacheable && ctx.semantic != nullptr && state->request.cache().semantic()) {
     state->semantic_key = BuildSemanticKey(state->tenant, model_name, state->request);
-    if (state->request.cache().semantic()) {
-      const float threshold = state->request.cache().has_semantic_threshold()
-                                  ? state->request.cache().semantic_threshold()
-                                  : ctx.semantic_threshold;
-      const absl::Time t0 = absl::Now();
-      std::optional<cache::SemanticHit> hit =
-          ctx.semantic->Lookup(state->semantic_key->partition, state->semantic_key->text,
-                               threshold, &state->embedding);
-      ctx.metrics->OnCacheLookup("semantic", SecondsSince(t0));
-      if (hit.has_value() && hit->response.messages_size() > 0) {
-        ctx.metrics->OnSemanticHit(hit->similarity);
-        return Replay(*state, hit->response, saola::v1::SEMANTIC, "semantic");
-      }
+    const float threshold = state->request.cache().has_semantic_threshold()
+                                ? state->request.cache().semantic_threshold()
+                                : ctx.semantic_threshold;
+    const absl::Time t0 = absl::Now();
+    std::optional<cache::SemanticHit> hit =
+        ctx.semantic->Lookup(state->semantic_key->partition, state->semantic_key->text,
+                             threshold, &state->embedding);
+    ctx.metrics->OnCacheLookup("semantic", SecondsSince(t0));
+    if (hit.has_value() && hit->response.messages_size() > 0) {
+      ctx.metrics->OnSemanticHit(hit->similarity);
+      return Replay(*state, hit->response, saola::v1::SEMANTIC, "semantic");
     }
   }
   Dispatch(std::move(state));
