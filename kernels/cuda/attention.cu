@@ -35,8 +35,9 @@ template <int kDimsPerLane>
 __global__ void __launch_bounds__(kWarps * 32) AttentionKernel(AttentionArgs a) {
   constexpr int kMaxDim = kDimsPerLane * 32;
   // K rows padded by one half2 so that lane t reading row t hits a distinct bank.
+  // vs is written as __half2, hence the alignment.
   __shared__ __half2 ks[kTile][kMaxDim / 2 + 1];
-  __shared__ __half vs[kTile][kMaxDim];
+  __shared__ __align__(16) __half vs[kTile][kMaxDim];
   __shared__ __half2 qs[kRowsPerBlock][kMaxDim / 2];
 
   const AttentionItem item = a.items[blockIdx.x];

@@ -113,7 +113,9 @@ Buffer CudaBackend::Allocate(size_t bytes) {
     (void)cudaGetLastError();
     return nullptr;
   }
-  if (cudaMemset(p, 0, bytes) != cudaSuccess) {
+  // On the backend's stream: it does not wait for the legacy default stream (it is created
+  // non-blocking), so a plain cudaMemset could land after later copies into this buffer.
+  if (cudaMemsetAsync(p, 0, bytes, stream_) != cudaSuccess) {
     cudaFree(p);
     return nullptr;
   }
@@ -236,10 +238,12 @@ absl::StatusOr<DeviceWeight> CudaBackend::UploadWeight(const Weight& host) {
   out.memory = Allocate(row_bytes * static_cast<size_t>(std::max<int64_t>(host.rows, 1)));
   if (out.memory == nullptr) return absl::ResourceExhaustedError("cuda: out of memory for weight");
   if (host.rows > 0 && row_bytes > 0) {
+    // Ordered on the stream, after the zeroing; pageable host memory is consumed on return.
     const cudaError_t e =
-        cudaMemcpy2D(out.memory.get(), row_bytes, host.data, host.row_stride_bytes, row_bytes,
-                     static_cast<size_t>(host.rows), cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) return CudaError(e, "cudaMemcpy2D (weight)");
+        cudaMemcpy2DAsync(out.memory.get(), row_bytes, host.data, host.row_stride_bytes,
+                          row_bytes, static_cast<size_t>(host.rows), cudaMemcpyHostToDevice,
+                          stream_);
+    if (e != cudaSuccess) return CudaError(e, "cudaMemcpy2DAsync (weight)");
   }
   out.weight = host;
   out.weight.data = out.memory.get();
@@ -251,8 +255,9 @@ absl::StatusOr<Buffer> CudaBackend::UploadFloats(const float* host, size_t count
   Buffer b = Allocate(count * sizeof(float));
   if (b == nullptr) return absl::ResourceExhaustedError("cuda: out of memory for floats");
   if (count > 0) {
-    const cudaError_t e = cudaMemcpy(b.get(), host, count * sizeof(float), cudaMemcpyHostToDevice);
-    if (e != cudaSuccess) return CudaError(e, "cudaMemcpy (floats)");
+    const cudaError_t e = cudaMemcpyAsync(b.get(), host, count * sizeof(float),
+                                          cudaMemcpyHostToDevice, stream_);
+    if (e != cudaSuccess) return CudaError(e, "cudaMemcpyAsync (floats)");
   }
   return b;
 }
