@@ -105,6 +105,7 @@ absl::StatusOr<std::unique_ptr<RouterServer>> RouterServer::Start(const RouterOp
 RouterServer::~RouterServer() { Shutdown(absl::ZeroDuration()); }
 
 void RouterServer::StatusLoop() {
+  absl::Time last_save = absl::Now();
   for (;;) {
     {
       absl::MutexLock lock(&mu_);
@@ -112,6 +113,15 @@ void RouterServer::StatusLoop() {
       if (stopping_) return;
     }
     RefreshStatus();
+    // Saved now and then too, so a crash loses minutes of semantic entries, not all of them.
+    if (semantic_ != nullptr && !options_.semantic_cache_file.empty() &&
+        absl::Now() - last_save >= options_.semantic_save_interval) {
+      last_save = absl::Now();
+      if (absl::Status saved = semantic_->Save(options_.semantic_cache_file); !saved.ok()) {
+        std::fprintf(stderr, "saola-router: semantic cache not saved: %s\n",
+                     std::string(saved.message()).c_str());
+      }
+    }
   }
 }
 

@@ -36,7 +36,8 @@ struct RouterOptions {
   bool semantic_cache = false;
   float semantic_threshold = 0.85f;
   std::string semantic_model_dir = "models/all-MiniLM-L6-v2";
-  std::string semantic_cache_file;     // loaded at start, saved at shutdown; empty: none
+  std::string semantic_cache_file;     // loaded at start, saved periodically and at shutdown
+  absl::Duration semantic_save_interval = absl::Minutes(5);
   int64_t semantic_max_entries = 100000;
   std::string api_keys_file;           // empty: one default tenant
   int cache_threads = 4;

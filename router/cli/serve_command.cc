@@ -32,7 +32,8 @@ constexpr char kUsage[] = R"(usage: saola-router serve --workers HOST:PORT[,dns:
   --semantic-cache            enable the semantic cache (requests opt in with cache.semantic)
   --semantic-threshold X      default cosine similarity for a semantic hit (default 0.85)
   --semantic-model-dir DIR    all-MiniLM-L6-v2 files (default models/all-MiniLM-L6-v2)
-  --semantic-cache-file PATH  load the semantic cache from PATH at start, save it at shutdown
+  --semantic-cache-file PATH  load the semantic cache from PATH at start, save it every 5
+                              minutes and at shutdown
   --semantic-max-entries N    semantic cache bound (default 100000)
   --api-keys FILE             `KEY TENANT` per line; calls then need an API key
   --dns-refresh-seconds N     how often DNS worker names are resolved again (default 5)

@@ -310,6 +310,25 @@ TEST_F(RouterTest, SemanticCacheAnswersParaphrasesButNotNearMisses) {
   EXPECT_EQ(off.finish.cache_source(), saola::v1::NONE);
 }
 
+TEST_F(RouterTest, SemanticCacheSurvivesARestartThroughItsFile) {
+  const std::string file = ::testing::TempDir() + "/saola-semantic-cache.bin";
+  std::remove(file.c_str());
+  const std::vector<std::string> flags = {"--semantic-cache", "--semantic-cache-file", file};
+  {
+    auto router = StartRouter(flags);
+    ASSERT_NE(router, nullptr);
+    ASSERT_TRUE(Generate(router->target(), Semantic("How do I boil an egg?")).status.ok());
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_EQ(router->Terminate(), 0);  // saves the cache
+  }
+  auto router = StartRouter(flags);
+  ASSERT_NE(router, nullptr);
+  Result after = Generate(router->target(), Semantic("How can I boil an egg?"));
+  ASSERT_TRUE(after.status.ok());
+  EXPECT_EQ(after.finish.cache_source(), saola::v1::SEMANTIC);
+  std::remove(file.c_str());
+}
+
 TEST_F(RouterTest, RedisOutageServesMissesAndHitsResumeByThemselves) {
   absl::StatusOr<std::unique_ptr<testing::RedisServer>> redis = testing::RedisServer::Start();
   ASSERT_TRUE(redis.ok()) << redis.status();
