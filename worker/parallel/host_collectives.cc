@@ -64,6 +64,11 @@ void FutexWait(uint32_t* word, uint32_t expected, Clock::duration timeout) {
 
 void FutexWakeAll(uint32_t* word) { syscall(SYS_futex, word, FUTEX_WAKE, INT_MAX, nullptr, nullptr, 0); }
 
+// memcpy that accepts the null pointers of empty buffers (count 0 is a valid collective).
+inline void CopyBytes(void* dst, const void* src, size_t n) {
+  if (n != 0) std::memcpy(dst, src, n);
+}
+
 // Wrap-safe "a has reached b" for 32-bit phase counters.
 inline bool Reached(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) >= 0; }
 
@@ -241,7 +246,7 @@ absl::Status HostCollectives::Break(absl::Status status) {
   if (Atomic(header_->broken).compare_exchange_strong(expected, kBreaking)) {
     absl::string_view message = status.message();
     size_t n = std::min(message.size(), sizeof(header_->reason) - 1);
-    std::memcpy(header_->reason, message.data(), n);
+    CopyBytes(header_->reason, message.data(), n);
     header_->reason[n] = '\0';
     header_->broken_code = static_cast<int32_t>(status.code());
     Atomic(header_->broken).store(kBroken, std::memory_order_release);
@@ -377,7 +382,7 @@ absl::Status HostCollectives::AllReduceSum(float* data, size_t count) {
   size_t done = 0;
   do {  // one phase even for count == 0, so every rank makes the same number of phases
     const size_t n = std::min(chunk, count - done);
-    std::memcpy(Slot(next_phase(), rank_), data + done, n * sizeof(float));
+    CopyBytes(Slot(next_phase(), rank_), data + done, n * sizeof(float));
     RETURN_IF_ERROR(Arrive());
     for (int32_t r = 0; r < world_size_; ++r) {
       slots[r] = reinterpret_cast<const float*>(Slot(phase_, r));
@@ -397,9 +402,9 @@ absl::Status HostCollectives::Broadcast(void* data, size_t bytes, int32_t root) 
   size_t done = 0;
   do {
     const size_t n = std::min(slot_bytes_, bytes - done);
-    if (rank_ == root) std::memcpy(Slot(next_phase(), root), bytes_ptr + done, n);
+    if (rank_ == root) CopyBytes(Slot(next_phase(), root), bytes_ptr + done, n);
     RETURN_IF_ERROR(Arrive());
-    if (rank_ != root) std::memcpy(bytes_ptr + done, Slot(phase_, root), n);
+    if (rank_ != root) CopyBytes(bytes_ptr + done, Slot(phase_, root), n);
     done += n;
   } while (done < bytes);
   return absl::OkStatus();
@@ -411,10 +416,10 @@ absl::Status HostCollectives::AllGather(const float* send, size_t count, float* 
   size_t done = 0;
   do {
     const size_t n = std::min(chunk, count - done);
-    std::memcpy(Slot(next_phase(), rank_), send + done, n * sizeof(float));
+    CopyBytes(Slot(next_phase(), rank_), send + done, n * sizeof(float));
     RETURN_IF_ERROR(Arrive());
     for (int32_t r = 0; r < world_size_; ++r) {
-      std::memcpy(recv + r * count + done, Slot(phase_, r), n * sizeof(float));
+      CopyBytes(recv + r * count + done, Slot(phase_, r), n * sizeof(float));
     }
     done += n;
   } while (done < count);

@@ -41,6 +41,9 @@
 // gone", "rank 1 did not reach all-reduce #123 within 30s") and wakes everyone, so every rank
 // fails fast with the same message; a broken group never recovers.
 //
+// One thread at a time calls into a group object (a caller that shares one across threads, say an
+// engine thread and a keep-alive thread, serializes its calls).
+//
 // Knobs (HostCollectivesOptions): timeout bounds each wait (and the attach); slot_bytes is the
 // chunk size (memory = 2 * world_size * slot_bytes); spin trades CPU for latency;
 // max_message_bytes rejects absurd sizes before any rank starts moving them.
