@@ -10,5 +10,7 @@ int RunGenerate(const std::vector<std::string>& args);
 int RunTokenize(const std::vector<std::string>& args);
 int RunBench(const std::vector<std::string>& args);
 int RunServe(const std::vector<std::string>& args);
+/// Hidden: rank r > 0 of a tensor-parallel shard group, started by rank 0.
+int RunTpRank(const std::vector<std::string>& args);
 
 }  // namespace saola::cli

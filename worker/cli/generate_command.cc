@@ -24,10 +24,13 @@ struct GenerateArgs {
   bool chat = false;
   int threads = 0;
   bool json = false;
+  int top_logits = 0;  // with --json: the top logits of each generated step
+  TensorParallelArgs tp;
 };
 
 absl::StatusOr<GenerateArgs> ParseArgs(const std::vector<std::string>& args) {
-  auto flags = Flags::Parse(args, {"model", "prompt", "max-tokens", "temperature", "seed", "threads"},
+  auto flags = Flags::Parse(args, {"model", "prompt", "max-tokens", "temperature", "seed", "threads",
+                             "tp-size", "tp-timeout-seconds", "top-logits"},
                             {"ignore-eos", "chat", "json"});
   if (!flags.ok()) return flags.status();
   GenerateArgs a;
@@ -49,6 +52,12 @@ absl::StatusOr<GenerateArgs> ParseArgs(const std::vector<std::string>& args) {
   auto threads = flags->Int("threads", DefaultThreads(), 1, 1024);
   if (!threads.ok()) return threads.status();
   a.threads = static_cast<int>(*threads);
+  auto top_logits = flags->Int("top-logits", 0, 0, 64);
+  if (!top_logits.ok()) return top_logits.status();
+  a.top_logits = static_cast<int>(*top_logits);
+  auto tp = ParseTensorParallelArgs(*flags);
+  if (!tp.ok()) return tp.status();
+  a.tp = *tp;
   a.ignore_eos = flags->Bool("ignore-eos");
   a.chat = flags->Bool("chat");
   a.json = flags->Bool("json");
@@ -57,13 +66,27 @@ absl::StatusOr<GenerateArgs> ParseArgs(const std::vector<std::string>& args) {
 
 std::string IdsJson(const std::vector<int32_t>& ids) { return absl::StrCat("[", absl::StrJoin(ids, ","), "]"); }
 
+// [[[id, logit], ...] per step]; %.9g round-trips a float.
+std::string TopLogitsJson(const std::vector<std::vector<std::pair<int32_t, float>>>& steps) {
+  std::string out = "[";
+  for (size_t s = 0; s < steps.size(); ++s) {
+    absl::StrAppend(&out, s ? ",[" : "[");
+    for (size_t i = 0; i < steps[s].size(); ++i) {
+      absl::StrAppend(&out, i ? "," : "",
+                      absl::StrFormat("[%d,%.9g]", steps[s][i].first, steps[s][i].second));
+    }
+    absl::StrAppend(&out, "]");
+  }
+  return out + "]";
+}
+
 }  // namespace
 
 int RunGenerate(const std::vector<std::string>& raw_args) {
   auto args = ParseArgs(raw_args);
   if (!args.ok()) return Fail(args.status());
-  auto loaded = OpenModel(args->model_path, /*with_weights=*/true, args->threads,
-                          /*max_batch_tokens=*/128);
+  auto loaded = OpenModelForTensorParallel(args->model_path, args->threads,
+                                          /*max_batch_tokens=*/128, args->tp);
   if (!loaded.ok()) return Fail(loaded.status());
   const model::Tokenizer& tokenizer = *loaded->tokenizer;
 
@@ -83,7 +106,8 @@ int RunGenerate(const std::vector<std::string>& raw_args) {
         prompt_ids.size(), args->max_tokens, context_limit)));
   }
   auto generator = engine::Generator::Create(*loaded->model, *loaded->backend,
-                                             static_cast<int32_t>(context_needed));
+                                             static_cast<int32_t>(context_needed),
+                                             loaded->group.get());
   if (!generator.ok()) return Fail(generator.status());
 
   model::StreamDecoder decoder(tokenizer);
@@ -101,7 +125,7 @@ int RunGenerate(const std::vector<std::string>& raw_args) {
     std::fflush(stdout);
     return true;
   };
-  auto result = (*generator)->Generate(prompt_ids, options);
+  auto result = (*generator)->Generate(prompt_ids, options, args->top_logits);
   if (!result.ok()) return Fail(result.status());
   const std::string rest = decoder.Flush();
   output += rest;
@@ -114,10 +138,12 @@ int RunGenerate(const std::vector<std::string>& raw_args) {
   const double decode_tps =
       result->decode_seconds > 0 ? result->decode_steps / result->decode_seconds : 0;
   if (args->json) {
+    const std::string top =
+        args->top_logits > 0 ? ",\"top_logits\":" + TopLogitsJson(result->top_logits) : "";
     std::printf("{\"prompt_ids\":%s,\"ids\":%s,\"text\":%s,\"prefill_tokens_per_s\":%.2f,"
-                "\"decode_tokens_per_s\":%.2f}\n",
+                "\"decode_tokens_per_s\":%.2f%s}\n",
                 IdsJson(prompt_ids).c_str(), IdsJson(result->ids).c_str(),
-                json::Quote(output).c_str(), prefill_tps, decode_tps);
+                json::Quote(output).c_str(), prefill_tps, decode_tps, top.c_str());
   } else {
     std::fprintf(stderr, "[%zu prompt tokens at %.1f tok/s, %zu generated at %.1f tok/s]\n",
                  prompt_ids.size(), prefill_tps, result->ids.size(), decode_tps);

@@ -10,7 +10,8 @@
 namespace saola::cli {
 
 absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
-                                      int max_batch_tokens) {
+                                      int max_batch_tokens, model::ShardSpec shard,
+                                      model::Communicator* communicator) {
   LoadedModel m;
   ASSIGN_OR_RETURN(m.file, model::GgufFile::Open(path));
   ASSIGN_OR_RETURN(model::TokenizerSpec spec, model::LoadTokenizerSpec(*m.file));
@@ -19,6 +20,8 @@ absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights
   m.backend = std::make_unique<kernels::cpu::CpuBackend>(threads);
   model::LlamaModel::Options options;
   options.max_batch_tokens = max_batch_tokens;
+  options.shard = shard;
+  options.communicator = communicator;
   ASSIGN_OR_RETURN(m.model, model::LlamaModel::Load(*m.file, *m.backend, options));
   // Every token id the tokenizer can produce must have an embedding row (and every id the model
   // can sample, some text): a mismatch means the file is inconsistent.
@@ -27,6 +30,36 @@ absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights
         "model: the tokenizer has %d tokens but the embedding table %d rows",
         m.tokenizer->vocab_size(), m.model->config().vocab_size));
   }
+  return m;
+}
+
+absl::StatusOr<TensorParallelArgs> ParseTensorParallelArgs(const Flags& flags) {
+  TensorParallelArgs tp;
+  ASSIGN_OR_RETURN(int64_t size, flags.Int("tp-size", 1, 1, 64));
+  ASSIGN_OR_RETURN(int64_t timeout_s, flags.Int("tp-timeout-seconds", 30, 1, 86400));
+  tp.tp_size = static_cast<int32_t>(size);
+  tp.timeout = absl::Seconds(timeout_s);
+  return tp;
+}
+
+absl::StatusOr<LoadedModel> OpenModelForTensorParallel(
+    const std::string& path, int threads, int max_batch_tokens, const TensorParallelArgs& tp,
+    std::function<void(const absl::Status&)> on_group_failure) {
+  if (tp.tp_size <= 1) return OpenModel(path, /*with_weights=*/true, threads, max_batch_tokens);
+  const int rank_threads = std::max(1, threads / tp.tp_size);
+  parallel::ShardGroupOptions options;
+  options.world_size = tp.tp_size;
+  options.rank_argv = {"/proc/self/exe", "tp-rank", "--model", path, "--threads",
+                       std::to_string(rank_threads), "--max-batch-tokens",
+                       std::to_string(max_batch_tokens)};
+  options.timeout = tp.timeout;
+  options.on_failure = std::move(on_group_failure);
+  ASSIGN_OR_RETURN(auto group, parallel::ShardGroup::Start(std::move(options)));
+  ASSIGN_OR_RETURN(LoadedModel m, OpenModel(path, /*with_weights=*/true, rank_threads,
+                                            max_batch_tokens, {0, tp.tp_size},
+                                            &group->collectives()));
+  group->AttachModel(*m.model);
+  m.group = std::move(group);
   return m;
 }
 

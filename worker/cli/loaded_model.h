@@ -2,26 +2,52 @@
 // (unless only the tokenizer is needed) the model.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "common/flags.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "worker/model/gguf.h"
 #include "worker/model/llama_model.h"
 #include "worker/model/tokenizer.h"
+#include "worker/parallel/shard_group.h"
 
 namespace saola::cli {
 
 struct LoadedModel {
+  /// Rank 0's shard group when --tp-size > 1 (declared first: destroyed after the model that uses
+  /// its collectives); the step runner to give the engine or generator. Null for one rank.
+  std::unique_ptr<parallel::ShardGroup> group;
   std::unique_ptr<model::GgufFile> file;
   std::unique_ptr<model::Tokenizer> tokenizer;
   std::unique_ptr<kernels::cpu::CpuBackend> backend;
   std::unique_ptr<model::LlamaModel> model;  // null when opened for the tokenizer only
 };
 
+/// `shard` and `communicator` select one rank's slice of the weights (tensor parallelism).
 absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
-                                      int max_batch_tokens);
+                                      int max_batch_tokens, model::ShardSpec shard = {},
+                                      model::Communicator* communicator = nullptr);
+
+/// Tensor-parallel flags shared by serve and generate.
+struct TensorParallelArgs {
+  int32_t tp_size = 1;                        // --tp-size
+  absl::Duration timeout = absl::Seconds(30);  // --tp-timeout-seconds
+};
+
+/// Reads --tp-size (1..64) and --tp-timeout-seconds (1..86400).
+absl::StatusOr<TensorParallelArgs> ParseTensorParallelArgs(const Flags& flags);
+
+/// OpenModel, as rank 0 of a group of tp.tp_size processes when that is more than 1: starts the
+/// other ranks (this binary's hidden tp-rank command), each with `threads` / tp_size threads (at
+/// least 1) as this rank has, and loads rank 0's shard. `on_group_failure` is the group's
+/// on_failure (shard_group.h).
+absl::StatusOr<LoadedModel> OpenModelForTensorParallel(
+    const std::string& path, int threads, int max_batch_tokens, const TensorParallelArgs& tp,
+    std::function<void(const absl::Status&)> on_group_failure = nullptr);
 
 /// One thread per available core, within the --threads bounds [1, 1024].
 int DefaultThreads();

@@ -13,9 +13,10 @@ constexpr char kUsage[] =
     "  serve    --model PATH [--port N] [--metrics-port N] [--host ADDR] [--threads N]\n"
     "           [--served-model-name NAME] [--kv-cache-mb N] [--max-batch-tokens N]\n"
     "           [--max-running N] [--max-waiting N] [--block-size N] [--drain-seconds N]\n"
-    "           [--no-prefix-cache]\n"
+    "           [--no-prefix-cache] [--tp-size N] [--tp-timeout-seconds S]\n"
     "  generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]\n"
-    "           [--ignore-eos] [--chat] [--threads N] [--json]\n"
+    "           [--ignore-eos] [--chat] [--threads N] [--json] [--top-logits K]\n"
+    "           [--tp-size N] [--tp-timeout-seconds S]\n"
     "  tokenize --model PATH [--json]        (JSON lines {\"text\": ...} in, {\"ids\": [...]} out)\n"
     "  bench    --model PATH [--prompt-tokens N] [--gen-tokens N] [--repetitions N]\n"
     "           [--batch-tokens N] [--threads N] [--json]\n";
@@ -33,6 +34,7 @@ int main(int argc, char** argv) {
   if (command == "generate") return saola::cli::RunGenerate(args);
   if (command == "tokenize") return saola::cli::RunTokenize(args);
   if (command == "bench") return saola::cli::RunBench(args);
+  if (command == "tp-rank") return saola::cli::RunTpRank(args);  // hidden: started by rank 0
   if (command == "--help" || command == "-h" || command == "help") {
     std::fputs(kUsage, stdout);
     return 0;

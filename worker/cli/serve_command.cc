@@ -2,12 +2,20 @@
 // saola.v1.Worker, health and reflection on --port and Prometheus metrics on --metrics-port, and
 // drains on SIGTERM or SIGINT.
 //
+// With --tp-size N it is rank 0 of a tensor-parallel shard group (worker/parallel/shard_group.h):
+// it starts N-1 more processes, one per rank, and its engine runs every step on all of them. If
+// the group breaks (a rank dies or hangs), the requests in flight fail with UNAVAILABLE naming the
+// rank, health turns NOT_SERVING, and the process exits 1 with that message, so the router ejects
+// it and Kubernetes restarts the pod. --kv-cache-mb and --threads are per rank and per group.
+//
 // Once listening it prints one line on stdout that scripts and tests wait for:
 //   saola-worker: listening port=P metrics_port=M model=NAME
 #include <csignal>
 #include <cstdio>
+#include <mutex>
 #include <filesystem>
 #include <pthread.h>
+#include <unistd.h>
 
 #include "absl/strings/str_format.h"
 #include "worker/cli/commands.h"
@@ -31,13 +39,44 @@ struct ServeArgs {
   int64_t kv_cache_mb = 1024;
   engine::Engine::Options engine;
   int drain_seconds = 30;
+  TensorParallelArgs tp;
+};
+
+// The first reason the shard group broke: health turns NOT_SERVING at once (before the engine
+// fails the requests in flight), and the main thread is woken (SIGUSR1) to stop the worker.
+class GroupFailure {
+ public:
+  void Report(const absl::Status& status) {
+    {
+      std::lock_guard lock(mu_);
+      if (!status_.ok()) return;
+      status_ = status;
+      if (server_ != nullptr) server_->SetNotServing();
+    }
+    kill(getpid(), SIGUSR1);
+  }
+  /// Once the server runs (a failure before that is applied now); null once it has drained.
+  void AttachServer(server::WorkerServer* server) {
+    std::lock_guard lock(mu_);
+    server_ = server;
+    if (server_ != nullptr && !status_.ok()) server_->SetNotServing();
+  }
+  absl::Status status() const {
+    std::lock_guard lock(mu_);
+    return status_;
+  }
+
+ private:
+  mutable std::mutex mu_;
+  absl::Status status_;
+  server::WorkerServer* server_ = nullptr;
 };
 
 absl::StatusOr<ServeArgs> ParseServeArgs(const std::vector<std::string>& args) {
   auto flags = Flags::Parse(args,
                             {"model", "host", "port", "metrics-port", "threads", "served-model-name",
                              "kv-cache-mb", "max-batch-tokens", "max-running", "max-waiting",
-                             "block-size", "drain-seconds"},
+                             "block-size", "drain-seconds", "tp-size", "tp-timeout-seconds"},
                             {"no-prefix-cache"});
   if (!flags.ok()) return flags.status();
   ServeArgs a;
@@ -78,6 +117,9 @@ absl::StatusOr<ServeArgs> ParseServeArgs(const std::vector<std::string>& args) {
   if (!drain.ok()) return drain.status();
   a.drain_seconds = static_cast<int>(*drain);
   a.engine.prefix_cache = !flags->Bool("no-prefix-cache");
+  auto tp = ParseTensorParallelArgs(*flags);
+  if (!tp.ok()) return tp.status();
+  a.tp = *tp;
   return a;
 }
 
@@ -90,12 +132,15 @@ int RunServe(const std::vector<std::string>& raw_args) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGUSR1);  // GroupFailure
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
   auto args = ParseServeArgs(raw_args);
   if (!args.ok()) return Fail(args.status());
-  auto loaded = OpenModel(args->model_path, /*with_weights=*/true, args->threads,
-                          args->engine.max_batch_tokens);
+  GroupFailure group_failure;  // outlives the group and the engine that report to it
+  auto report = [&group_failure](const absl::Status& s) { group_failure.Report(s); };
+  auto loaded = OpenModelForTensorParallel(args->model_path, args->threads,
+                                           args->engine.max_batch_tokens, args->tp, report);
   if (!loaded.ok()) return Fail(loaded.status());
   auto tokenizer_spec = model::LoadTokenizerSpec(*loaded->file);
   if (!tokenizer_spec.ok()) return Fail(tokenizer_spec.status());
@@ -109,6 +154,8 @@ int RunServe(const std::vector<std::string>& raw_args) {
         block_bytes)));
   }
   args->engine.num_kv_blocks = static_cast<int32_t>(blocks);
+  args->engine.step_runner = loaded->group.get();
+  args->engine.on_runner_broken = report;
 
   server::WorkerMetrics metrics;
   if (args->metrics_port >= 0) {
@@ -123,6 +170,7 @@ int RunServe(const std::vector<std::string>& raw_args) {
       {.host = args->host, .port = args->port}, **engine,
       *loaded->tokenizer, *tokenizer_spec, card, &metrics);
   if (!server.ok()) return Fail(server.status());
+  group_failure.AttachServer(server->get());
   tokenizer_spec = model::TokenizerSpec{};  // GetInfo keeps its own copy
 
   std::printf("saola-worker: listening port=%d metrics_port=%d model=%s\n", (*server)->port(),
@@ -130,17 +178,33 @@ int RunServe(const std::vector<std::string>& raw_args) {
   std::fflush(stdout);
   std::fprintf(stderr,
                "saola-worker: %s on %s:%d, %d KV blocks of %d tokens (%lld MiB), "
-               "max %d tokens per step, %d threads\n",
+               "max %d tokens per step, %d threads, %d tensor-parallel ranks\n",
                args->served_name.c_str(), args->host.c_str(), (*server)->port(),
                args->engine.num_kv_blocks, args->engine.block_size,
                static_cast<long long>(args->kv_cache_mb), args->engine.max_batch_tokens,
-               args->threads);
+               args->threads, args->tp.tp_size);
 
   int signal = 0;
   sigwait(&signals, &signal);
+  if (signal == SIGUSR1) {
+    // The shard group broke: nothing can run any more. Fail what is in flight (the engine has, or
+    // will as soon as its step returns), stop the ranks that are left, and exit non-zero.
+    const absl::Status failure = group_failure.status();
+    std::fprintf(stderr, "saola-worker: NOT_SERVING: %s; exiting\n",
+                 std::string(failure.message()).c_str());
+    // Requests in flight fail at their next step, with the message naming the rank (the group
+    // answers every step at once once broken); wait for that rather than failing them here with
+    // a vaguer "shutting down".
+    (*engine)->WaitIdle(engine::Clock::now() + absl::ToChronoSeconds(args->tp.timeout));
+    (*server)->Drain(std::chrono::milliseconds(0));
+    group_failure.AttachServer(nullptr);
+    loaded->group->Stop();
+    return 1;
+  }
   std::fprintf(stderr, "saola-worker: %s, draining for up to %d s\n",
                signal == SIGTERM ? "SIGTERM" : "SIGINT", args->drain_seconds);
   (*server)->Drain(std::chrono::seconds(args->drain_seconds));
+  group_failure.AttachServer(nullptr);  // the engine has stopped; the group may still report
   std::fprintf(stderr, "saola-worker: stopped\n");
   return 0;
 }

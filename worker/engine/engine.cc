@@ -312,9 +312,10 @@ void Engine::RunStep() {
       runner_failure_ = failure;
       accepting_ = false;
     }
+    // The owner hears first, so that health is NOT_SERVING before any client sees the failure.
+    if (options_.on_runner_broken) options_.on_runner_broken(failure);
     TakeInbox();
     FailAll(failure, /*observe=*/true);
-    if (options_.on_runner_broken) options_.on_runner_broken(failure);
     return;
   }
   if (!logits.ok()) {

@@ -82,8 +82,8 @@ class Engine {
     bool prefix_cache = true;
     /// Runs each step; null: the model on this process. Must outlive the engine.
     StepRunner* step_runner = nullptr;
-    /// Called once, on the engine thread, when the runner breaks (IsRunnerBroken): every live
-    /// request has then failed with UNAVAILABLE and Submit answers UNAVAILABLE from then on.
+    /// Called once, on the engine thread, when the runner breaks (IsRunnerBroken), just before
+    /// every live request fails with UNAVAILABLE; Submit answers UNAVAILABLE from then on.
     std::function<void(const absl::Status&)> on_runner_broken;
   };
 

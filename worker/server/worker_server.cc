@@ -78,6 +78,8 @@ WorkerServer::WorkerServer(engine::Engine& engine, std::unique_ptr<LlmService> l
 
 WorkerServer::~WorkerServer() { Drain(std::chrono::milliseconds(0)); }
 
+void WorkerServer::SetNotServing() { server_->GetHealthCheckService()->SetServingStatus(false); }
+
 void WorkerServer::Drain(std::chrono::milliseconds drain) {
   if (drained_ || !server_) return;
   drained_ = true;

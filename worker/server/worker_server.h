@@ -42,6 +42,10 @@ class WorkerServer {
 
   int port() const { return port_; }
 
+  /// Health turns NOT_SERVING (for good); everything else goes on. Thread-safe. For a worker
+  /// that can no longer run steps (its shard group broke) and is about to exit.
+  void SetNotServing();
+
   /// Drains: NOT_SERVING, no new requests, waits up to `drain` for requests in flight, fails the
   /// rest, and shuts the server down.
   void Drain(std::chrono::milliseconds drain);

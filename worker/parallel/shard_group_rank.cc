@@ -1,0 +1,45 @@
+#include "worker/parallel/shard_group_rank.h"
+
+#include <cstdio>
+#include <memory>
+#include <vector>
+
+#include "common/status_macros.h"
+#include "worker/model/kv_cache.h"
+#include "worker/parallel/step_codec.h"
+
+namespace saola::parallel {
+
+absl::Status RunShardRank(Collectives& collectives, model::LlamaModel& model,
+                          kernels::Backend& backend) {
+  std::unique_ptr<model::KvCacheStorage> kv;
+  std::array<uint8_t, kStepHeaderBytes> header_bytes;
+  std::vector<uint8_t> payload;
+  DecodedStep step;
+  while (true) {
+    RETURN_IF_ERROR(collectives.Broadcast(header_bytes.data(), header_bytes.size(), /*root=*/0));
+    ASSIGN_OR_RETURN(StepHeader header, DecodeStepHeader(header_bytes));
+    if (header.kind == StepMessageKind::kStop) return absl::OkStatus();
+    payload.resize(header.payload_bytes);
+    if (!payload.empty()) {
+      RETURN_IF_ERROR(collectives.Broadcast(payload.data(), payload.size(), /*root=*/0));
+    }
+    if (header.kind == StepMessageKind::kKeepAlive) continue;
+    // Rank 0 encoded this step itself, so a payload that does not decode is a bug: stopping
+    // here breaks the group (rank 0's next collective fails, naming this rank).
+    RETURN_IF_ERROR(DecodeStep(payload, &step));
+    if (kv == nullptr || kv->num_blocks() != step.num_kv_blocks ||
+        kv->block_size() != step.block_size) {
+      kv.reset();  // free the old share before allocating the new one
+      ASSIGN_OR_RETURN(kv, model::KvCacheStorage::Create(
+                               backend, model.KvShape(step.num_kv_blocks, step.block_size)));
+    }
+    absl::StatusOr<std::span<const float>> logits = model.Forward(step.batch, *kv);
+    // A batch the model rejects was rejected by rank 0 too, before any collective: stay in step.
+    if (!logits.ok() && logits.status().code() != absl::StatusCode::kInvalidArgument) {
+      return logits.status();
+    }
+  }
+}
+
+}  // namespace saola::parallel

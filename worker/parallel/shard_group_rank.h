@@ -1,0 +1,19 @@
+// The loop of a shard group's rank r > 0 (the hidden `saola-worker tp-rank` command): receive
+// each message rank 0 broadcasts (step_codec.h), run the steps on this rank's shard, repeat until
+// rank 0 says stop. The rank's KV cache (its KV heads, the same number of blocks as rank 0's) is
+// allocated from the shape each step carries, and reallocated when that shape changes.
+#pragma once
+
+#include "absl/status/status.h"
+#include "kernels/backend.h"
+#include "worker/model/llama_model.h"
+#include "worker/parallel/collectives.h"
+
+namespace saola::parallel {
+
+/// Runs until rank 0 sends stop (OK) or the group breaks (the collectives' error: rank 0 died or
+/// hangs, or another rank is gone). `model` must use `collectives` as its communicator.
+absl::Status RunShardRank(Collectives& collectives, model::LlamaModel& model,
+                          kernels::Backend& backend);
+
+}  // namespace saola::parallel
