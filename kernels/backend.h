@@ -6,14 +6,23 @@
 // for a GPU backend, obtained from Allocate). A CUDA backend implements the same interface, so the
 // model and the scheduler never change when it is added.
 //
+// Placement: the model's weights start as views into the mmap'd GGUF (host memory). Before the
+// first step the model hands each weight and norm to PlaceWeight / PlaceFloats once; a backend
+// whose ops read host memory (the CPU) returns the same view, a device backend returns a device
+// copy. Results the caller reads on the host (logits) go through CopyToHost, which is a plain
+// read of host memory on the CPU; HostAddressable() says whether that copy can be skipped.
+//
 // Shapes are row-major; "n" is the number of token rows in the step's batch.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <cstring>
 #include <span>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
 #include "kernels/dtype.h"
 
 namespace saola::kernels {
@@ -65,6 +74,13 @@ struct RopeParams {
 /// Memory owned by a backend; freed when the last reference goes.
 using Buffer = std::shared_ptr<void>;
 
+/// A weight the backend's ops can read, and the memory that holds it (null when the weight still
+/// points into the caller's memory, as on the CPU). Keep `memory` alive while `weight` is used.
+struct PlacedWeight {
+  Weight weight;
+  Buffer memory;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -112,6 +128,31 @@ class Backend {
   /// kv.num_kv_heads; scores are scaled by `scale`.
   virtual void Attention(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
                          int32_t num_heads, float scale, float* out) = 0;
+
+  // ---- Placement and transfers (see the file comment). The defaults are for a backend whose
+  // ops address host memory; a device backend overrides all four. ----
+
+  /// True when the caller may read the backend's memory directly (no CopyToHost needed).
+  virtual bool HostAddressable() const { return true; }
+
+  /// `host` (a view into host memory, possibly strided: a tensor-parallel column slice) as the
+  /// ops want it. Default: the same view, nothing copied.
+  virtual absl::StatusOr<PlacedWeight> PlaceWeight(const Weight& host) {
+    return PlacedWeight{host, nullptr};
+  }
+
+  /// `count` host floats (a norm weight) as the ops want them. Default: a non-owning Buffer
+  /// pointing at `host`, which must outlive it.
+  virtual absl::StatusOr<Buffer> PlaceFloats(const float* host, size_t /*count*/) {
+    return Buffer(Buffer(), const_cast<float*>(host));
+  }
+
+  /// Copies `bytes` of backend memory to host memory once all queued work is done; a device
+  /// backend returns the first error its asynchronous work met.
+  virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) {
+    if (bytes > 0) std::memcpy(host_dst, src, bytes);
+    return absl::OkStatus();
+  }
 };
 
 }  // namespace saola::kernels

@@ -4,10 +4,8 @@
 // Memory contract (the parts kernels/backend.h leaves to the backend):
 // * Float activations, the KV cache, norm weights and Weight::data are DEVICE memory: activations
 //   and the KV cache come from Allocate (cudaMalloc, zeroed); weights from UploadWeight and norm
-//   vectors from UploadFloats. The model today hands the backend mmap'd host pointers for weights
-//   and norms (worker/model/llama_weights.cc), so running it on this backend needs a loader step
-//   that uploads each Weight and norm once and keeps the returned DeviceWeight / Buffer alive for
-//   the model's lifetime (see "Wiring the model" below).
+//   vectors from UploadFloats, which the model reaches through PlaceWeight / PlaceFloats once
+//   at load and keeps alive for its lifetime (see "Wiring the model" below).
 // * Small integer arrays are HOST memory, as the model builds them per step: Embed's ids,
 //   Rope's positions, StoreKv's slots and AttentionSeq::block_table. Each call copies them to a
 //   device mirror on the stream; a mirror remembers the bytes it last sent and skips the copy
@@ -19,11 +17,10 @@
 //   one) and returned by Synchronize / CopyToHost; precondition violations (an unsupported weight
 //   type, a head_dim this backend does not handle) abort through SAOLA_CHECK as on the CPU.
 //
-// Wiring the model (not done yet; worker/model keeps host pointers): after LoadLlamaWeights, a
-// CUDA worker would replace every kernels::Weight in LlamaWeights by UploadWeight(w).weight and
-// every norm pointer by UploadFloats(...), holding the owners next to the model; Forward's
-// gathering of the rows that need logits (a host memcpy from x_) becomes a device copy, and the
-// engine reads logits with CopyToHost, or samples greedily on the device with Argmax.
+// Wiring the model: the model places its weights through the Backend's placement hooks
+// (PlaceWeight / PlaceFloats, here UploadWeight / UploadFloats: only the rank's slice is copied),
+// gathers the rows that need logits on the device (an Embed over an F32 view of its activations)
+// and reads the logits back with CopyToHost (worker/model/weight_placement.h, llama_model.cc).
 #pragma once
 
 #include <cstddef>
@@ -43,10 +40,7 @@ namespace saola::kernels::cuda {
 
 /// A weight in device memory. `weight.data` points into `memory`, rows packed
 /// (row_stride_bytes == RowBytes(type, cols)); keep `memory` alive while `weight` is used.
-struct DeviceWeight {
-  Weight weight;
-  Buffer memory;
-};
+using DeviceWeight = PlacedWeight;
 
 /// True if the CUDA matmul/embedding kernels handle `type` (F32, F16, BF16, Q8_0, Q4_0, Q4_1;
 /// the quantized types need cols % 32 == 0).
@@ -87,6 +81,15 @@ class CudaBackend final : public Backend {
   void Attention(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
                  int32_t num_heads, float scale, float* out) override;
 
+  // ---- Placement (kernels/backend.h): weights and norms are uploaded, results copied back ----
+  bool HostAddressable() const override { return false; }
+  absl::StatusOr<PlacedWeight> PlaceWeight(const Weight& host) override {
+    return UploadWeight(host);
+  }
+  absl::StatusOr<Buffer> PlaceFloats(const float* host, size_t count) override {
+    return UploadFloats(host, count);
+  }
+
   // ---- Device memory and transfers ----
 
   /// Copies a host weight (honouring row_stride_bytes, so a tensor-parallel column slice uploads
@@ -97,7 +100,7 @@ class CudaBackend final : public Backend {
   /// Host -> device, ordered on the stream (the host bytes may be reused when this returns).
   absl::Status CopyToDevice(void* device_dst, const void* host_src, size_t bytes);
   /// Device -> host after all queued work; returns the first error seen so far.
-  absl::Status CopyToHost(void* host_dst, const void* device_src, size_t bytes);
+  absl::Status CopyToHost(void* host_dst, const void* device_src, size_t bytes) override;
   /// Device -> device, ordered on the stream.
   absl::Status CopyOnDevice(void* device_dst, const void* device_src, size_t bytes);
 
@@ -109,6 +112,8 @@ class CudaBackend final : public Backend {
   absl::Status Synchronize();
 
   int device() const { return device_; }
+  /// The stream every call is queued on (cudaStream_t), e.g. to time kernels with events.
+  CUstream_st* stream() const { return stream_; }
 
  private:
   // A device copy of a small host array, re-sent only when its bytes change.

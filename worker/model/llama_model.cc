@@ -1,11 +1,11 @@
 #include "worker/model/llama_model.h"
 
 #include <cmath>
-#include <cstring>
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "worker/model/gguf.h"
+#include "worker/model/weight_placement.h"
 
 namespace saola::model {
 namespace {
@@ -15,10 +15,11 @@ float* F(const kernels::Buffer& b) { return static_cast<float*>(b.get()); }
 }  // namespace
 
 LlamaModel::LlamaModel(kernels::Backend& backend, ModelConfig config, LlamaWeights weights,
-                       Options options)
+                       std::vector<kernels::Buffer> weight_memory, Options options)
     : backend_(backend),
       config_(std::move(config)),
       weights_(std::move(weights)),
+      weight_memory_(std::move(weight_memory)),
       options_(options) {
   const size_t n = options_.max_batch_tokens;
   const size_t hd = config_.head_dim;
@@ -46,8 +47,9 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(const GgufFile& fil
   }
   ASSIGN_OR_RETURN(ModelConfig config, LoadModelConfig(file));
   ASSIGN_OR_RETURN(LlamaWeights weights, LoadLlamaWeights(file, config, options.shard));
-  auto model = std::unique_ptr<LlamaModel>(
-      new LlamaModel(backend, std::move(config), std::move(weights), options));
+  ASSIGN_OR_RETURN(PlacedLlamaWeights placed, PlaceLlamaWeights(weights, backend));
+  auto model = std::unique_ptr<LlamaModel>(new LlamaModel(
+      backend, std::move(config), std::move(placed.weights), std::move(placed.memory), options));
   for (const kernels::Buffer* b : {&model->x_, &model->h_, &model->q_, &model->k_, &model->v_,
                                    &model->attn_, &model->proj_, &model->gate_, &model->up_}) {
     if (*b == nullptr) return absl::ResourceExhaustedError("model: out of memory for activations");
@@ -195,13 +197,19 @@ absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batc
   }
 
   // Final norm and the vocabulary projection, only for the rows that need logits. The last layer
-  // ends with a plain residual add, so h_ is free to hold the selected rows.
+  // ends with a plain residual add, so h_ is free to hold the selected rows. The rows are gathered
+  // by an Embed over x_ seen as an F32 table (a plain row copy), which works in any backend's
+  // memory.
   const int64_t m = static_cast<int64_t>(logit_rows_.size());
   if (m == 0) return std::span<const float>();
   float* selected = F(h_);
-  for (int64_t i = 0; i < m; ++i) {
-    std::memcpy(selected + i * dim, F(x_) + logit_rows_[i] * dim, dim * sizeof(float));
-  }
+  kernels::Weight rows_of_x;
+  rows_of_x.type = kernels::DType::kF32;
+  rows_of_x.data = F(x_);
+  rows_of_x.rows = n;
+  rows_of_x.cols = dim;
+  rows_of_x.row_stride_bytes = dim * sizeof(float);
+  backend_.Embed(rows_of_x, logit_rows_.data(), m, selected);
   backend_.RmsNorm(selected, weights_.output_norm, m, dim, config_.rms_norm_eps, selected);
   if (static_cast<size_t>(m) > logits_capacity_) {
     logits_ = backend_.Allocate(size_t(m) * config_.vocab_size * sizeof(float));
@@ -212,7 +220,11 @@ absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batc
     logits_capacity_ = m;
   }
   backend_.MatMul(weights_.output, selected, m, F(logits_));
-  return std::span<const float>(F(logits_), size_t(m) * config_.vocab_size);
+  const size_t count = size_t(m) * config_.vocab_size;
+  if (backend_.HostAddressable()) return std::span<const float>(F(logits_), count);
+  host_logits_.resize(count);
+  RETURN_IF_ERROR(backend_.CopyToHost(host_logits_.data(), F(logits_), count * sizeof(float)));
+  return std::span<const float>(host_logits_.data(), count);
 }
 
 }  // namespace saola::model

@@ -5,10 +5,16 @@
 //             x += a·Wo;  h = RmsNorm(x);  x += (silu(h·Wg) * h·Wu)·Wd
 // The residual add and the next norm are fused. With tensor parallelism the two row-split
 // products (Wo, Wd) are summed across ranks by the Communicator before the residual add.
+//
+// Memory: weights are placed once at load (weight_placement.h); activations and the KV cache come
+// from the backend's Allocate; the rows that need logits are gathered in backend memory and only
+// their logits reach the host (through Backend::CopyToHost when the backend's memory is not the
+// host's). So the same model runs on the CPU and on a device backend.
 #pragma once
 
 #include <memory>
 #include <span>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
@@ -30,7 +36,8 @@ class LlamaModel {
     Communicator* communicator = nullptr;  // required when shard.world_size > 1
   };
 
-  /// Reads the config and this rank's weights from `file`, which must outlive the model.
+  /// Reads the config and this rank's weights from `file`, which must outlive the model, and
+  /// places them for `backend` (a device backend gets its own copy of this rank's slice).
   static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(const GgufFile& file,
                                                           kernels::Backend& backend,
                                                           const Options& options);
@@ -42,19 +49,22 @@ class LlamaModel {
   /// The KV shape this rank needs for `num_blocks` blocks of `block_size` slots.
   KvCacheStorage::Shape KvShape(int32_t num_blocks, int32_t block_size) const;
 
-  /// Runs one step. Returns the logits [sum of num_logits, vocab] in batch order; valid until the
-  /// next call. INVALID_ARGUMENT for a malformed batch (nothing is written to the cache then).
+  /// Runs one step. Returns the logits [sum of num_logits, vocab] in batch order, in host memory
+  /// whatever the backend; valid until the next call. INVALID_ARGUMENT for a malformed batch
+  /// (nothing is written to the cache then).
   absl::StatusOr<std::span<const float>> Forward(const StepBatch& batch, KvCacheStorage& kv);
 
  private:
-  LlamaModel(kernels::Backend& backend, ModelConfig config, LlamaWeights weights, Options options);
+  LlamaModel(kernels::Backend& backend, ModelConfig config, LlamaWeights weights,
+             std::vector<kernels::Buffer> weight_memory, Options options);
   absl::Status Validate(const StepBatch& batch, const KvCacheStorage& kv) const;
   absl::Status RunLayer(int layer, int64_t n, KvCacheStorage& kv, const float* next_norm);
   absl::Status AllReduce(float* data, size_t count);
 
   kernels::Backend& backend_;
   ModelConfig config_;
-  LlamaWeights weights_;
+  LlamaWeights weights_;                        // placed for backend_
+  std::vector<kernels::Buffer> weight_memory_;  // what holds the placed weights (device backends)
   Options options_;
 
   // Step inputs derived from the batch.
@@ -66,7 +76,8 @@ class LlamaModel {
   // Activations, sized for max_batch_tokens rows.
   kernels::Buffer x_, h_, q_, k_, v_, attn_, proj_, gate_, up_;
   kernels::Buffer logits_;
-  size_t logits_capacity_ = 0;  // rows
+  size_t logits_capacity_ = 0;      // rows
+  std::vector<float> host_logits_;  // the host copy, when the backend's memory is not the host's
 };
 
 }  // namespace saola::model
