@@ -205,5 +205,36 @@ TEST(TpServeTest, KillingARankFailsTheRequestInFlightAndTheWorkerExits) {
   EXPECT_TRUE(WaitGone(ranks, std::chrono::seconds(5))) << "a rank outlived the worker";
 }
 
+TEST(TpServeTest, AHungRankTimesOutAndTheWorkerExits) {
+  const std::string model = ::testing::TempDir() + "/tp_serve_tiny_hang.gguf";
+  ASSERT_TRUE(WriteTinyTensorParallelModel(model).ok());
+  Server server(model, 2, {"--tp-timeout-seconds", "2"});
+  ASSERT_TRUE(server.ok()) << server.Stderr();
+  const std::vector<pid_t> ranks = ChildrenOf(server.pid());
+  ASSERT_EQ(ranks.size(), 1u);
+  grpc::Status status;
+  ASSERT_EQ(GenerateIds(server.llm(), Greedy("hello", 8), &status).size(), 8u);
+
+  // A rank that stops answering (alive, so only the timeout can tell): the next collective, a
+  // step or an idle keep-alive, gives up after 2 s and the worker exits naming the rank.
+  const auto stopped_at = Clock::now();
+  ASSERT_EQ(kill(ranks[0], SIGSTOP), 0);
+  GenerateIds(server.llm(), Greedy("hello again", 8), &status);
+  const double failed_after = std::chrono::duration<double>(Clock::now() - stopped_at).count();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE) << status.error_message();
+  const std::optional<int> exit = server.process().Wait(absl::Seconds(20));
+  ASSERT_TRUE(exit.has_value()) << "the worker did not exit";
+  const double seconds = std::chrono::duration<double>(Clock::now() - stopped_at).count();
+  EXPECT_EQ(ChildProcess::ExitCode(*exit), 1);
+  EXPECT_LT(seconds, 10.0);
+  const std::string err = server.Stderr();
+  EXPECT_NE(err.find("NOT_SERVING: tensor-parallel shard group: rank 1"), std::string::npos)
+      << err;
+  std::printf("a stopped rank failed the request after %.2f s and ended the worker after %.2f s: "
+              "%s", failed_after, seconds,
+              err.substr(err.find("NOT_SERVING")).c_str());
+  EXPECT_TRUE(WaitGone(ranks, std::chrono::seconds(5))) << "the stopped rank was left behind";
+}
+
 }  // namespace
 }  // namespace saola::test
