@@ -6,7 +6,8 @@
 // it starts N-1 more processes, one per rank, and its engine runs every step on all of them. If
 // the group breaks (a rank dies or hangs), the requests in flight fail with UNAVAILABLE naming the
 // rank, health turns NOT_SERVING, and the process exits 1 with that message, so the router ejects
-// it and Kubernetes restarts the pod. --kv-cache-mb and --threads are per rank and per group.
+// it and Kubernetes restarts the pod. --kv-cache-mb is per rank (each holds its KV heads of the
+// same blocks); --threads is for the whole group (each rank gets --threads / N, at least 1).
 //
 // Once listening it prints one line on stdout that scripts and tests wait for:
 //   saola-worker: listening port=P metrics_port=M model=NAME
@@ -40,6 +41,7 @@ struct ServeArgs {
   engine::Engine::Options engine;
   int drain_seconds = 30;
   TensorParallelArgs tp;
+  Device device = Device::kCpu;
 };
 
 // The first reason the shard group broke: health turns NOT_SERVING at once (before the engine
@@ -76,7 +78,8 @@ absl::StatusOr<ServeArgs> ParseServeArgs(const std::vector<std::string>& args) {
   auto flags = Flags::Parse(args,
                             {"model", "host", "port", "metrics-port", "threads", "served-model-name",
                              "kv-cache-mb", "max-batch-tokens", "max-running", "max-waiting",
-                             "block-size", "drain-seconds", "tp-size", "tp-timeout-seconds"},
+                             "block-size", "drain-seconds", "tp-size", "tp-timeout-seconds",
+                             "device"},
                             {"no-prefix-cache"});
   if (!flags.ok()) return flags.status();
   ServeArgs a;
@@ -120,6 +123,9 @@ absl::StatusOr<ServeArgs> ParseServeArgs(const std::vector<std::string>& args) {
   auto tp = ParseTensorParallelArgs(*flags);
   if (!tp.ok()) return tp.status();
   a.tp = *tp;
+  auto device = ParseDevice(*flags);
+  if (!device.ok()) return device.status();
+  a.device = *device;
   return a;
 }
 
@@ -140,7 +146,8 @@ int RunServe(const std::vector<std::string>& raw_args) {
   GroupFailure group_failure;  // outlives the group and the engine that report to it
   auto report = [&group_failure](const absl::Status& s) { group_failure.Report(s); };
   auto loaded = OpenModelForTensorParallel(args->model_path, args->threads,
-                                           args->engine.max_batch_tokens, args->tp, report);
+                                           args->engine.max_batch_tokens, args->tp, report,
+                                           args->device);
   if (!loaded.ok()) return Fail(loaded.status());
   auto tokenizer_spec = model::LoadTokenizerSpec(*loaded->file);
   if (!tokenizer_spec.ok()) return Fail(tokenizer_spec.status());

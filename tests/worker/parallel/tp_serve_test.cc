@@ -50,6 +50,15 @@ std::vector<pid_t> ChildrenOf(pid_t parent) {
   return children;
 }
 
+// The --tp-rank a rank process was started with (from its command line), or -1.
+int RankOf(pid_t pid) {
+  std::ifstream file("/proc/" + std::to_string(pid) + "/cmdline");
+  std::string cmdline(std::istreambuf_iterator<char>(file), {});
+  const std::string flag = std::string("--tp-rank") + '\0';
+  const size_t at = cmdline.find(flag);
+  return at == std::string::npos ? -1 : std::atoi(cmdline.c_str() + at + flag.size());
+}
+
 bool Alive(pid_t pid) {
   std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
   std::string line;
@@ -168,7 +177,9 @@ TEST(TpServeTest, KillingARankFailsTheRequestInFlightAndTheWorkerExits) {
   ASSERT_TRUE(server.ok()) << server.Stderr();
   std::vector<pid_t> ranks = ChildrenOf(server.pid());
   ASSERT_EQ(ranks.size(), 2u);
-  std::sort(ranks.begin(), ranks.end());  // started in rank order: rank 1 has the lower pid
+  if (RankOf(ranks[0]) != 1) std::swap(ranks[0], ranks[1]);
+  ASSERT_EQ(RankOf(ranks[0]), 1);
+  ASSERT_EQ(RankOf(ranks[1]), 2);
 
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(120));
