@@ -70,7 +70,7 @@ absl::StatusOr<double> MeanRate(SpeedRun& run, const std::vector<int32_t>& token
 int RunBench(const std::vector<std::string>& raw_args) {
   auto flags = Flags::Parse(raw_args,
                             {"model", "prompt-tokens", "gen-tokens", "repetitions", "threads",
-                             "batch-tokens"},
+                             "batch-tokens", "device"},
                             {"json"});
   if (!flags.ok()) return Fail(flags.status());
   auto path = flags->String("model");
@@ -79,11 +79,14 @@ int RunBench(const std::vector<std::string>& raw_args) {
   auto reps = flags->Int("repetitions", 3, 1, 1000);
   auto threads = flags->Int("threads", DefaultThreads(), 1, 1024);
   auto batch_tokens = flags->Int("batch-tokens", 512, 1, 1 << 16);
+  auto device = ParseDevice(*flags);
   for (const absl::Status& s : {path.status(), prompt_tokens.status(), gen_tokens.status(),
-                                reps.status(), threads.status(), batch_tokens.status()}) {
+                                reps.status(), threads.status(), batch_tokens.status(),
+                                device.status()}) {
     if (!s.ok()) return Fail(s);
   }
-  auto loaded = OpenModel(*path, true, static_cast<int>(*threads), static_cast<int>(*batch_tokens));
+  auto loaded = OpenModel(*path, true, static_cast<int>(*threads), static_cast<int>(*batch_tokens),
+                          {}, nullptr, *device);
   if (!loaded.ok()) return Fail(loaded.status());
   model::LlamaModel& model = *loaded->model;
   const int64_t context = std::max(*prompt_tokens, *gen_tokens);

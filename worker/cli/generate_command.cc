@@ -26,11 +26,12 @@ struct GenerateArgs {
   bool json = false;
   int top_logits = 0;  // with --json: the top logits of each generated step
   TensorParallelArgs tp;
+  Device device = Device::kCpu;
 };
 
 absl::StatusOr<GenerateArgs> ParseArgs(const std::vector<std::string>& args) {
   auto flags = Flags::Parse(args, {"model", "prompt", "max-tokens", "temperature", "seed", "threads",
-                             "tp-size", "tp-timeout-seconds", "top-logits"},
+                             "tp-size", "tp-timeout-seconds", "top-logits", "device"},
                             {"ignore-eos", "chat", "json"});
   if (!flags.ok()) return flags.status();
   GenerateArgs a;
@@ -58,6 +59,9 @@ absl::StatusOr<GenerateArgs> ParseArgs(const std::vector<std::string>& args) {
   auto tp = ParseTensorParallelArgs(*flags);
   if (!tp.ok()) return tp.status();
   a.tp = *tp;
+  auto device = ParseDevice(*flags);
+  if (!device.ok()) return device.status();
+  a.device = *device;
   a.ignore_eos = flags->Bool("ignore-eos");
   a.chat = flags->Bool("chat");
   a.json = flags->Bool("json");
@@ -86,7 +90,8 @@ int RunGenerate(const std::vector<std::string>& raw_args) {
   auto args = ParseArgs(raw_args);
   if (!args.ok()) return Fail(args.status());
   auto loaded = OpenModelForTensorParallel(args->model_path, args->threads,
-                                          /*max_batch_tokens=*/128, args->tp);
+                                          /*max_batch_tokens=*/128, args->tp,
+                                          /*on_group_failure=*/nullptr, args->device);
   if (!loaded.ok()) return Fail(loaded.status());
   const model::Tokenizer& tokenizer = *loaded->tokenizer;
 

@@ -11,13 +11,13 @@ namespace saola::cli {
 
 absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
                                       int max_batch_tokens, model::ShardSpec shard,
-                                      model::Communicator* communicator) {
+                                      model::Communicator* communicator, Device device) {
   LoadedModel m;
   ASSIGN_OR_RETURN(m.file, model::GgufFile::Open(path));
   ASSIGN_OR_RETURN(model::TokenizerSpec spec, model::LoadTokenizerSpec(*m.file));
   ASSIGN_OR_RETURN(m.tokenizer, model::Tokenizer::Create(std::move(spec)));
   if (!with_weights) return m;
-  m.backend = std::make_unique<kernels::cpu::CpuBackend>(threads);
+  ASSIGN_OR_RETURN(m.backend, MakeBackend(device, threads));
   model::LlamaModel::Options options;
   options.max_batch_tokens = max_batch_tokens;
   options.shard = shard;
@@ -44,8 +44,15 @@ absl::StatusOr<TensorParallelArgs> ParseTensorParallelArgs(const Flags& flags) {
 
 absl::StatusOr<LoadedModel> OpenModelForTensorParallel(
     const std::string& path, int threads, int max_batch_tokens, const TensorParallelArgs& tp,
-    std::function<void(const absl::Status&)> on_group_failure) {
-  if (tp.tp_size <= 1) return OpenModel(path, /*with_weights=*/true, threads, max_batch_tokens);
+    std::function<void(const absl::Status&)> on_group_failure, Device device) {
+  if (tp.tp_size <= 1) {
+    return OpenModel(path, /*with_weights=*/true, threads, max_batch_tokens, {}, nullptr, device);
+  }
+  if (device != Device::kCpu) {
+    return absl::FailedPreconditionError(
+        "--device cuda: --tp-size above 1 is not supported yet (the ranks' collectives run on the "
+        "host)");
+  }
   const int rank_threads = std::max(1, threads / tp.tp_size);
   parallel::ShardGroupOptions options;
   options.world_size = tp.tp_size;

@@ -1,5 +1,5 @@
-// Opens a GGUF model for the CLI commands: the mapped file, the CPU backend, the tokenizer and
-// (unless only the tokenizer is needed) the model.
+// Opens a GGUF model for the CLI commands: the mapped file, the backend (--device), the tokenizer
+// and (unless only the tokenizer is needed) the model.
 #pragma once
 
 #include <functional>
@@ -9,7 +9,8 @@
 #include "absl/status/statusor.h"
 #include "absl/time/time.h"
 #include "common/flags.h"
-#include "kernels/cpu/cpu_backend.h"
+#include "kernels/backend.h"
+#include "worker/cli/device_backend.h"
 #include "worker/model/gguf.h"
 #include "worker/model/llama_model.h"
 #include "worker/model/tokenizer.h"
@@ -23,14 +24,16 @@ struct LoadedModel {
   std::unique_ptr<parallel::ShardGroup> group;
   std::unique_ptr<model::GgufFile> file;
   std::unique_ptr<model::Tokenizer> tokenizer;
-  std::unique_ptr<kernels::cpu::CpuBackend> backend;
+  std::unique_ptr<kernels::Backend> backend;
   std::unique_ptr<model::LlamaModel> model;  // null when opened for the tokenizer only
 };
 
-/// `shard` and `communicator` select one rank's slice of the weights (tensor parallelism).
+/// `shard` and `communicator` select one rank's slice of the weights (tensor parallelism);
+/// `device` the backend (MakeBackend: `threads` threads on the CPU).
 absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
                                       int max_batch_tokens, model::ShardSpec shard = {},
-                                      model::Communicator* communicator = nullptr);
+                                      model::Communicator* communicator = nullptr,
+                                      Device device = Device::kCpu);
 
 /// Tensor-parallel flags shared by serve and generate.
 struct TensorParallelArgs {
@@ -44,10 +47,12 @@ absl::StatusOr<TensorParallelArgs> ParseTensorParallelArgs(const Flags& flags);
 /// OpenModel, as rank 0 of a group of tp.tp_size processes when that is more than 1: starts the
 /// other ranks (this binary's hidden tp-rank command), each with `threads` / tp_size threads (at
 /// least 1) as this rank has, and loads rank 0's shard. `on_group_failure` is the group's
-/// on_failure (shard_group.h).
+/// on_failure (shard_group.h). --device cuda runs one rank only for now (FAILED_PRECONDITION
+/// otherwise): the ranks' collectives work on host memory.
 absl::StatusOr<LoadedModel> OpenModelForTensorParallel(
     const std::string& path, int threads, int max_batch_tokens, const TensorParallelArgs& tp,
-    std::function<void(const absl::Status&)> on_group_failure = nullptr);
+    std::function<void(const absl::Status&)> on_group_failure = nullptr,
+    Device device = Device::kCpu);
 
 /// One thread per available core, within the --threads bounds [1, 1024].
 int DefaultThreads();

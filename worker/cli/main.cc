@@ -13,13 +13,13 @@ constexpr char kUsage[] =
     "  serve    --model PATH [--port N] [--metrics-port N] [--host ADDR] [--threads N]\n"
     "           [--served-model-name NAME] [--kv-cache-mb N] [--max-batch-tokens N]\n"
     "           [--max-running N] [--max-waiting N] [--block-size N] [--drain-seconds N]\n"
-    "           [--no-prefix-cache] [--tp-size N] [--tp-timeout-seconds S]\n"
+    "           [--no-prefix-cache] [--tp-size N] [--tp-timeout-seconds S] [--device cpu|cuda]\n"
     "  generate --model PATH --prompt TEXT [--max-tokens N] [--temperature T] [--seed S]\n"
     "           [--ignore-eos] [--chat] [--threads N] [--json] [--top-logits K]\n"
-    "           [--tp-size N] [--tp-timeout-seconds S]\n"
+    "           [--tp-size N] [--tp-timeout-seconds S] [--device cpu|cuda]\n"
     "  tokenize --model PATH [--json]        (JSON lines {\"text\": ...} in, {\"ids\": [...]} out)\n"
     "  bench    --model PATH [--prompt-tokens N] [--gen-tokens N] [--repetitions N]\n"
-    "           [--batch-tokens N] [--threads N] [--json]\n";
+    "           [--batch-tokens N] [--threads N] [--json] [--device cpu|cuda]\n";
 
 }  // namespace
 

@@ -77,6 +77,7 @@ TEST(CliTest, BadInputExitsWithCodeTwoAndOneLine) {
       {"generate --model " + Model() + " --prompt hi --max-tokens -3", "--max-tokens"},
       {"generate --model " + Model() + " --prompt hi --temperature -1", "--temperature"},
       {"generate --model " + Model() + " --prompt hi --temperature nan", "--temperature"},
+      {"generate --model " + Model() + " --prompt hi --device tpu", "--device must be cpu or cuda"},
       {"generate --model " + Model() + " --prompt hi --max-tokens 9000", "context"},
       {"generate --model " + Model() + " --prompt hi --bogus", "unknown flag --bogus"},
       {"generate --model " + Model() + " --prompt ''", "--prompt"},
