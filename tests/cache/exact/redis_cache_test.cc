@@ -18,6 +18,10 @@
 namespace saola::cache {
 namespace {
 
+// The most one cache call may take while Redis is dead or hung: far above the cache's own
+// timeouts (milliseconds), far below what an unbounded call would take (seconds or forever).
+constexpr absl::Duration kBoundedCall = absl::Milliseconds(500);
+
 using saola::testing::RedisServer;
 using testing::MakeResponse;
 
@@ -193,7 +197,10 @@ TEST_F(RedisCacheTest, DeadRedisCostsMissesNotLatencyAndHitsResumeAfterRestart) 
     slowest = std::max(slowest, absl::Now() - start);
     absl::SleepFor(absl::Milliseconds(2));  // ~0.6 s: spans several reconnect attempts
   }
-  EXPECT_LT(slowest, absl::Milliseconds(50));
+  // Bounded by the cache's own millisecond timeouts and its breaker, not by TCP's or a hung
+  // server's (seconds, or forever). The bound is loose on purpose: a loaded CI machine stalls
+  // threads for tens of milliseconds; the real latencies are in bench/exact_cache_bench.cc.
+  EXPECT_LT(slowest, kBoundedCall);
   cache->Flush();
   ExactCacheStats down = cache->stats();
   EXPECT_GE(down.errors, 300u);
@@ -214,7 +221,7 @@ TEST_F(RedisCacheTest, DownAtStartupIsNotAnError) {
   EXPECT_EQ((*cache)->backend(), "redis");
   const absl::Time start = absl::Now();
   EXPECT_FALSE((*cache)->Lookup(FpFor(9)).has_value());
-  EXPECT_LT(absl::Now() - start, absl::Milliseconds(50));
+  EXPECT_LT(absl::Now() - start, kBoundedCall);
 
   ASSERT_TRUE(server_->Restart().ok());
   auto* redis = static_cast<RedisCache*>(cache->get());
@@ -237,7 +244,7 @@ TEST_F(RedisCacheTest, HungRedisIsBoundedByTheTimeout) {
     slowest = std::max(slowest, absl::Now() - start);
     absl::SleepFor(absl::Milliseconds(5));
   }
-  EXPECT_LT(slowest, absl::Milliseconds(50));
+  EXPECT_LT(slowest, kBoundedCall);
   EXPECT_GT(cache->stats().errors, 0u);
 
   ASSERT_TRUE(server_->Resume().ok());
