@@ -3,6 +3,7 @@
 // clear error rather than a missing flag.
 #pragma once
 
+#include <cstdint>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -20,5 +21,12 @@ absl::StatusOr<Device> ParseDevice(const Flags& flags);
 /// FAILED_PRECONDITION "--device cuda: built without CUDA" in a build without SAOLA_CUDA, and
 /// "--device cuda: no CUDA device" when the runtime sees none.
 absl::StatusOr<std::unique_ptr<kernels::Backend>> MakeBackend(Device device, int threads);
+
+/// The backend of rank `rank` of a tensor-parallel group of `world_size`: MakeBackend on the CPU;
+/// on CUDA, device `rank` (one GPU per rank; it becomes this process's current device), with
+/// FAILED_PRECONDITION naming --tp-size when the runtime sees fewer devices than ranks.
+absl::StatusOr<std::unique_ptr<kernels::Backend>> MakeRankBackend(Device device, int threads,
+                                                                  int32_t rank,
+                                                                  int32_t world_size);
 
 }  // namespace saola::cli

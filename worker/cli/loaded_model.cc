@@ -6,18 +6,29 @@
 
 #include "absl/strings/str_format.h"
 #include "common/status_macros.h"
+#include "worker/cli/device_collectives.h"
 
 namespace saola::cli {
 
-absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
-                                      int max_batch_tokens, model::ShardSpec shard,
-                                      model::Communicator* communicator, Device device) {
-  LoadedModel m;
+LoadedModel::~LoadedModel() {
+  if (group == nullptr || device_collectives == nullptr) return;
+  model.reset();
+  group->Stop([this] { device_collectives.reset(); });
+}
+
+namespace {
+
+// OpenModel, on `m.backend` when it is set (a made backend is the only member `m` may have).
+absl::StatusOr<LoadedModel> Open(LoadedModel m, const std::string& path, bool with_weights,
+                                 int threads, int max_batch_tokens, model::ShardSpec shard,
+                                 model::Communicator* communicator, Device device) {
   ASSIGN_OR_RETURN(m.file, model::GgufFile::Open(path));
   ASSIGN_OR_RETURN(model::TokenizerSpec spec, model::LoadTokenizerSpec(*m.file));
   ASSIGN_OR_RETURN(m.tokenizer, model::Tokenizer::Create(std::move(spec)));
   if (!with_weights) return m;
-  ASSIGN_OR_RETURN(m.backend, MakeBackend(device, threads));
+  if (m.backend == nullptr) {
+    ASSIGN_OR_RETURN(m.backend, MakeBackend(device, threads));
+  }
   model::LlamaModel::Options options;
   options.max_batch_tokens = max_batch_tokens;
   options.shard = shard;
@@ -31,6 +42,34 @@ absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights
         m.tokenizer->vocab_size(), m.model->config().vocab_size));
   }
   return m;
+}
+
+}  // namespace
+
+absl::StatusOr<LoadedModel> OpenModel(const std::string& path, bool with_weights, int threads,
+                                      int max_batch_tokens, model::ShardSpec shard,
+                                      model::Communicator* communicator, Device device) {
+  return Open(LoadedModel(), path, with_weights, threads, max_batch_tokens, shard, communicator,
+              device);
+}
+
+absl::StatusOr<LoadedModel> OpenModelShard(const std::string& path, int threads,
+                                           int max_batch_tokens, model::ShardSpec shard,
+                                           parallel::Collectives& host_collectives, Device device,
+                                           std::unique_ptr<kernels::Backend> backend,
+                                           absl::string_view setup, absl::Duration timeout) {
+  if (device == Device::kCpu) {
+    return OpenModel(path, /*with_weights=*/true, threads, max_batch_tokens, shard,
+                     &host_collectives, device);
+  }
+  if (backend == nullptr) return absl::InternalError("OpenModelShard: no backend for the device");
+  LoadedModel m;
+  m.backend = std::move(backend);
+  ASSIGN_OR_RETURN(m.device_collectives,
+                   JoinDeviceCollectives(device, *m.backend, shard, setup, timeout));
+  model::Communicator* communicator = m.device_collectives.get();
+  return Open(std::move(m), path, /*with_weights=*/true, threads, max_batch_tokens, shard,
+              communicator, device);
 }
 
 absl::StatusOr<TensorParallelArgs> ParseTensorParallelArgs(const Flags& flags) {
@@ -48,23 +87,31 @@ absl::StatusOr<LoadedModel> OpenModelForTensorParallel(
   if (tp.tp_size <= 1) {
     return OpenModel(path, /*with_weights=*/true, threads, max_batch_tokens, {}, nullptr, device);
   }
-  if (device != Device::kCpu) {
-    return absl::FailedPreconditionError(
-        "--device cuda: --tp-size above 1 is not supported yet (the ranks' collectives run on the "
-        "host)");
-  }
   const int rank_threads = std::max(1, threads / tp.tp_size);
+  // On a GPU: rank 0's device (checking there is one per rank before any rank starts) and the
+  // NCCL id the group's setup message carries to the other ranks. Nothing on the CPU.
+  std::unique_ptr<kernels::Backend> backend;
+  std::string setup;
+  if (device != Device::kCpu) {
+    ASSIGN_OR_RETURN(backend, MakeRankBackend(device, rank_threads, 0, tp.tp_size));
+    ASSIGN_OR_RETURN(setup, MakeDeviceGroupSetup(device));
+  }
   parallel::ShardGroupOptions options;
   options.world_size = tp.tp_size;
   options.rank_argv = {"/proc/self/exe", "tp-rank", "--model", path, "--threads",
                        std::to_string(rank_threads), "--max-batch-tokens",
                        std::to_string(max_batch_tokens)};
+  if (device == Device::kCuda) {
+    options.rank_argv.insert(options.rank_argv.end(), {"--device", "cuda"});
+  }
   options.timeout = tp.timeout;
   options.on_failure = std::move(on_group_failure);
+  options.setup_message = setup;
   ASSIGN_OR_RETURN(auto group, parallel::ShardGroup::Start(std::move(options)));
-  ASSIGN_OR_RETURN(LoadedModel m, OpenModel(path, /*with_weights=*/true, rank_threads,
-                                            max_batch_tokens, {0, tp.tp_size},
-                                            &group->collectives()));
+  ASSIGN_OR_RETURN(LoadedModel m,
+                   OpenModelShard(path, rank_threads, max_batch_tokens, {0, tp.tp_size},
+                                  group->collectives(), device, std::move(backend),
+                                  setup, tp.timeout));
   group->AttachModel(*m.model);
   m.group = std::move(group);
   return m;

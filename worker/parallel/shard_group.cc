@@ -3,6 +3,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <array>
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
@@ -25,6 +26,17 @@ int64_t NowNs() {
 std::string NewGroupName() {
   static std::atomic<int> counter{0};
   return absl::StrFormat("tp-%d-%d-%x", getpid(), counter++, NowNs() & 0xffffff);
+}
+
+// The setup message: its length (8 bytes, little-endian), then its bytes.
+absl::Status SendSetup(Collectives& collectives, const std::string& message) {
+  std::array<uint8_t, 8> length;
+  for (size_t i = 0; i < length.size(); ++i) {
+    length[i] = static_cast<uint8_t>(uint64_t{message.size()} >> (8 * i));
+  }
+  RETURN_IF_ERROR(collectives.Broadcast(length.data(), length.size(), /*root=*/0));
+  // Broadcast does not write the root's buffer.
+  return collectives.Broadcast(const_cast<char*>(message.data()), message.size(), /*root=*/0);
 }
 
 }  // namespace
@@ -63,6 +75,13 @@ absl::StatusOr<std::unique_ptr<ShardGroup>> ShardGroup::Start(ShardGroupOptions 
                                                collectives.status().message()));
   }
   group->collectives_ = std::move(*collectives);
+  if (!o.setup_message.empty()) {
+    // Before the watcher: no keep-alive can interleave with it.
+    if (absl::Status sent = SendSetup(*group->collectives_, o.setup_message); !sent.ok()) {
+      // Broken: Stop (when `group` goes) kills the ranks instead of asking them to stop.
+      return group->Break(absl::Status(sent.code(), absl::StrCat("setup: ", sent.message())));
+    }
+  }
   group->last_send_ns_ = NowNs();
   group->watcher_ = std::thread([g = group.get()] { g->Watch(); });
   return group;
@@ -93,7 +112,7 @@ absl::Status ShardGroup::failure() const {
   return failure_;
 }
 
-void ShardGroup::Stop() {
+void ShardGroup::Stop(const std::function<void()>& after_stop_sent) {
   {
     std::lock_guard lock(children_mu_);
     if (stopping_) return;
@@ -106,6 +125,7 @@ void ShardGroup::Stop() {
     std::lock_guard lock(step_mu_);
     clean = SendLocked(StepMessageKind::kStop, {}).ok();
   }
+  if (after_stop_sent) after_stop_sent();
   std::lock_guard lock(children_mu_);
   for (auto& child : children_) {
     // A rank told to stop exits at once; one that does not within the timeout is killed.

@@ -18,6 +18,12 @@
 // Keep-alive: the other ranks wait for the next step inside a collective, which times out like
 // any other; while no step runs, the watcher broadcasts a keep-alive message every timeout / 4 so
 // an idle group stays up (and a hung rank is noticed while idle too).
+//
+// Setup message: a group whose ranks need something from rank 0 before their first step (on GPUs,
+// the NCCL unique id their device collectives are made from) gets it as `setup_message`, sent
+// once right after every rank has attached, before the watcher starts: so it can never meet a
+// keep-alive. The ranks receive it with ReceiveShardGroupSetup (shard_group_rank.h); a group
+// without one sends nothing, and its ranks must not call that.
 #pragma once
 
 #include <atomic>
@@ -49,6 +55,8 @@ struct ShardGroupOptions {
   /// Called once, on the watcher thread, when the group breaks while no step runs (a rank
   /// exited, or a keep-alive failed). A failure inside Run is reported by Run's status instead.
   std::function<void(const absl::Status&)> on_failure;
+  /// When non-empty, broadcast to the other ranks once they have attached (see the file comment).
+  std::string setup_message;
 };
 
 class ShardGroup : public engine::StepRunner {
@@ -76,7 +84,11 @@ class ShardGroup : public engine::StepRunner {
 
   /// Tells the other ranks to exit and waits up to the timeout for them (SIGKILL after), or kills
   /// them at once when the group is broken. Idempotent.
-  void Stop();
+  void Stop() { Stop(nullptr); }
+  /// Stop, calling `after_stop_sent` (on the first Stop only) once the stop message is out (or the
+  /// group found broken) and before waiting for the ranks: rank 0 releases its device
+  /// communicator there, while the other ranks release theirs on their way out.
+  void Stop(const std::function<void()>& after_stop_sent);
 
  private:
   explicit ShardGroup(ShardGroupOptions options) : options_(std::move(options)) {}

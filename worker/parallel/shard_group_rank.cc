@@ -1,14 +1,32 @@
 #include "worker/parallel/shard_group_rank.h"
 
+#include <array>
 #include <cstdio>
 #include <memory>
 #include <vector>
 
+#include "absl/strings/str_format.h"
 #include "common/status_macros.h"
 #include "worker/model/kv_cache.h"
 #include "worker/parallel/step_codec.h"
 
 namespace saola::parallel {
+
+absl::StatusOr<std::string> ReceiveShardGroupSetup(Collectives& collectives, size_t max_bytes) {
+  std::array<uint8_t, 8> length_bytes;
+  RETURN_IF_ERROR(collectives.Broadcast(length_bytes.data(), length_bytes.size(), /*root=*/0));
+  uint64_t length = 0;
+  for (size_t i = 0; i < length_bytes.size(); ++i) length |= uint64_t{length_bytes[i]} << (8 * i);
+  if (length > max_bytes) {
+    return absl::InvalidArgumentError(absl::StrFormat(
+        "shard group setup: %d bytes from rank 0, expected at most %d", length, max_bytes));
+  }
+  std::string message(length, '\0');
+  if (length > 0) {
+    RETURN_IF_ERROR(collectives.Broadcast(message.data(), message.size(), /*root=*/0));
+  }
+  return message;
+}
 
 absl::Status RunShardRank(Collectives& collectives, model::LlamaModel& model,
                           kernels::Backend& backend) {
