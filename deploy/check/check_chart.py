@@ -36,9 +36,9 @@ CRD_SCHEMAS = {
     ("monitoring.coreos.com/v1", "ServiceMonitor"): "servicemonitor.json",
     ("monitoring.coreos.com/v1", "PrometheusRule"): "prometheusrule.json",
 }
-# The worker's next flags (the tensor-parallel/CUDA issue): rendered for GPU values, left out
-# when the binary is started here until it has them.
-WORKER_NEXT_FLAGS = {"device", "tp-size"}
+# Rendered for GPU values, left out when the binary is started here: --device=cuda needs a GPU,
+# and --tp-size=N needs a model whose heads split N ways (the reference model has 9).
+WORKER_GPU_FLAGS = {"device", "tp-size"}
 
 errors = []
 
@@ -164,8 +164,8 @@ def check_pod(doc, where, values, configmaps, secrets, bin_dir, tried):
     flags = flags_of(args, f"{where} {kind_name}")
     if bin_dir:
         binary = os.path.join(bin_dir, f"saola-{component}")
-        # --device and --tp-size come with the TP/CUDA issue; leave them out until the binary has them.
-        run_args = [a for a in args if a[2:].partition("=")[0] not in WORKER_NEXT_FLAGS]
+        # The GPU flags are left out: no GPU here (WORKER_GPU_FLAGS).
+        run_args = [a for a in args if a[2:].partition("=")[0] not in WORKER_GPU_FLAGS]
         key = (binary, tuple(run_args))
         if key not in tried:
             tried[key] = run_rendered.try_args(binary, run_args,
