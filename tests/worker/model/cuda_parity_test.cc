@@ -11,12 +11,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
-#include "common/json.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "tests/common/golden_cases.h"
 #include "tests/common/reference_model.h"
 #include "worker/engine/generator.h"
 #include "worker/model/gguf.h"
@@ -29,31 +27,8 @@ constexpr double kNearTie = 0.05;
 // Float versus 8-bit-quantized activations through 30 layers.
 constexpr double kLogitTolerance = 0.3;
 
-struct GoldenCase {
-  std::string name;
-  std::vector<int32_t> prompt_ids;
-  size_t num_tokens = 0;
-};
-
-std::vector<GoldenCase> LoadCases() {
-  std::ifstream in(test::TestDataPath("golden/greedy_cases.json"));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto doc = json::Parse(text.str());
-  EXPECT_TRUE(doc.ok()) << doc.status();
-  std::vector<GoldenCase> cases;
-  if (!doc.ok()) return cases;
-  for (const json::Value& c : doc->Find("cases")->arr()) {
-    GoldenCase g;
-    g.name = c.Find("name")->str();
-    for (const auto& x : c.Find("prompt_ids")->arr()) {
-      g.prompt_ids.push_back(static_cast<int32_t>(x.num()));
-    }
-    g.num_tokens = c.Find("ids")->arr().size();
-    cases.push_back(std::move(g));
-  }
-  return cases;
-}
+using test::GoldenCase;
+using test::LoadGoldenCases;
 
 class CudaParityTest : public ::testing::Test {
  protected:
@@ -80,11 +55,11 @@ class CudaParityTest : public ::testing::Test {
   static engine::GenerateResult Generate(LlamaModel& model, kernels::Backend& backend,
                                          const GoldenCase& g) {
     auto generator = engine::Generator::Create(
-        model, backend, static_cast<int32_t>(g.prompt_ids.size() + g.num_tokens));
+        model, backend, static_cast<int32_t>(g.prompt_ids.size() + g.ids.size()));
     EXPECT_TRUE(generator.ok()) << generator.status();
     if (!generator.ok()) return {};
     engine::GenerateOptions options;
-    options.max_tokens = static_cast<int32_t>(g.num_tokens);
+    options.max_tokens = static_cast<int32_t>(g.ids.size());
     options.ignore_eos = true;
     auto result = (*generator)->Generate(g.prompt_ids, options, /*top_k_logits=*/20);
     EXPECT_TRUE(result.ok()) << result.status();
@@ -98,7 +73,7 @@ class CudaParityTest : public ::testing::Test {
 };
 
 TEST_F(CudaParityTest, GreedyTokensMatchTheCpu) {
-  const std::vector<GoldenCase> cases = LoadCases();
+  const std::vector<GoldenCase> cases = LoadGoldenCases();
   ASSERT_GE(cases.size(), 10u);
   int identical = 0, near_ties = 0;
   double worst_logit_diff = 0;
@@ -106,10 +81,10 @@ TEST_F(CudaParityTest, GreedyTokensMatchTheCpu) {
     SCOPED_TRACE(g.name);
     const engine::GenerateResult cpu = Generate(*cpu_model_, *cpu_, g);
     const engine::GenerateResult gpu = Generate(*gpu_model_, *gpu_, g);
-    ASSERT_EQ(cpu.ids.size(), g.num_tokens);
-    ASSERT_EQ(gpu.ids.size(), g.num_tokens);
+    ASSERT_EQ(cpu.ids.size(), g.ids.size());
+    ASSERT_EQ(gpu.ids.size(), g.ids.size());
     bool diverged = false;
-    for (size_t step = 0; step < g.num_tokens && !diverged; ++step) {
+    for (size_t step = 0; step < g.ids.size() && !diverged; ++step) {
       for (const auto& [id, cpu_logit] : cpu.top_logits[step]) {
         for (const auto& [gpu_id, gpu_logit] : gpu.top_logits[step]) {
           if (gpu_id != id) continue;

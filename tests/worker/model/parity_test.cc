@@ -8,11 +8,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
-#include <fstream>
-#include <sstream>
 
-#include "common/json.h"
 #include "kernels/cpu/cpu_backend.h"
+#include "tests/common/golden_cases.h"
 #include "tests/common/reference_model.h"
 #include "worker/engine/generator.h"
 #include "worker/model/gguf.h"
@@ -27,45 +25,8 @@ constexpr double kNearTie = 0.05;
 // float; measured differences on the fixtures stay well below this bound.
 constexpr double kLogitTolerance = 0.25;
 
-struct GoldenCase {
-  std::string name;
-  std::string prompt;
-  std::vector<int32_t> prompt_ids;
-  std::vector<int32_t> ids;
-  std::vector<std::vector<std::pair<int32_t, double>>> top5;
-};
-
-std::vector<int32_t> Ids(const json::Value& v) {
-  std::vector<int32_t> out;
-  for (const auto& x : v.arr()) out.push_back(static_cast<int32_t>(x.num()));
-  return out;
-}
-
-std::vector<GoldenCase> LoadCases() {
-  std::ifstream in(test::TestDataPath("golden/greedy_cases.json"));
-  std::stringstream text;
-  text << in.rdbuf();
-  auto doc = json::Parse(text.str());
-  EXPECT_TRUE(doc.ok()) << doc.status();
-  std::vector<GoldenCase> cases;
-  if (!doc.ok()) return cases;
-  for (const json::Value& c : doc->Find("cases")->arr()) {
-    GoldenCase g;
-    g.name = c.Find("name")->str();
-    g.prompt = c.Find("prompt")->str();
-    g.prompt_ids = Ids(*c.Find("prompt_ids"));
-    g.ids = Ids(*c.Find("ids"));
-    for (const json::Value& step : c.Find("top5")->arr()) {
-      std::vector<std::pair<int32_t, double>> top;
-      for (const json::Value& pair : step.arr()) {
-        top.emplace_back(static_cast<int32_t>(pair.arr()[0].num()), pair.arr()[1].num());
-      }
-      g.top5.push_back(top);
-    }
-    cases.push_back(std::move(g));
-  }
-  return cases;
-}
+using test::GoldenCase;
+using test::LoadGoldenCases;
 
 class ParityTest : public ::testing::Test {
  protected:
@@ -92,7 +53,7 @@ class ParityTest : public ::testing::Test {
 };
 
 TEST_F(ParityTest, GreedyTokensAndLogitsMatchLlamaCpp) {
-  const std::vector<GoldenCase> cases = LoadCases();
+  const std::vector<GoldenCase> cases = LoadGoldenCases();
   ASSERT_GE(cases.size(), 10u);
   int identical = 0, near_ties = 0;
   double worst_logit_diff = 0;
