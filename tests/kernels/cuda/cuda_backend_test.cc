@@ -18,6 +18,7 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quantize.h"
+#include "tests/kernels/random_weight.h"
 
 namespace saola::kernels::cuda {
 namespace {
@@ -57,56 +58,7 @@ std::vector<float> RandomFloats(size_t count, uint32_t seed, float stddev = 1.0f
   return v;
 }
 
-// A host weight with random contents; `strided` makes it a column slice of wider rows, as tensor
-// parallelism does (UploadWeight packs it).
-struct HostWeight {
-  std::vector<uint8_t> storage;
-  Weight w;
-};
-
-HostWeight MakeWeight(DType type, int64_t rows, int64_t cols, bool strided, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::uniform_int_distribution<int> byte(0, 255);
-  std::uniform_real_distribution<float> scale(0.002f, 0.03f);
-  std::uniform_real_distribution<float> offset(-0.2f, 0.05f);
-  std::normal_distribution<float> normal(0.0f, 0.5f);
-  const int64_t lead = strided ? 32 : 0;
-  const int64_t full_cols = strided ? cols + 96 : cols;
-  HostWeight t;
-  t.w.type = type;
-  t.w.rows = rows;
-  t.w.cols = cols;
-  t.w.row_stride_bytes = RowBytes(type, full_cols);
-  t.storage.resize(t.w.row_stride_bytes * rows);
-  const int block_bytes = GetDTypeInfo(type).block_bytes;
-  for (int64_t r = 0; r < rows; ++r) {
-    uint8_t* row = t.storage.data() + r * t.w.row_stride_bytes;
-    if (GetDTypeInfo(type).block_elems == 1) {
-      for (int64_t i = 0; i < full_cols; ++i) {
-        const float v = normal(rng);
-        if (type == DType::kF32) {
-          std::memcpy(row + i * 4, &v, 4);
-        } else {
-          const uint16_t h = type == DType::kF16 ? Fp32ToFp16(v) : Fp32ToBf16(v);
-          std::memcpy(row + i * 2, &h, 2);
-        }
-      }
-      continue;
-    }
-    for (int64_t b = 0; b < full_cols / 32; ++b) {
-      uint8_t* blk = row + b * block_bytes;
-      for (int j = 0; j < block_bytes; ++j) blk[j] = static_cast<uint8_t>(byte(rng));
-      const uint16_t d = Fp32ToFp16(scale(rng) * (type == DType::kQ8_0 ? 0.1f : 1.0f));
-      std::memcpy(blk, &d, 2);
-      if (type == DType::kQ4_1) {
-        const uint16_t m = Fp32ToFp16(offset(rng));
-        std::memcpy(blk + 2, &m, 2);
-      }
-    }
-  }
-  t.w.data = t.storage.data() + RowBytes(type, lead);
-  return t;
-}
+using HostWeight = RandomWeight;
 
 // y = x · dequantized(w)ᵀ with float activations, accumulated in double.
 std::vector<float> FloatProduct(const Weight& w, const std::vector<float>& x, int64_t n) {
