@@ -7,100 +7,18 @@
 // tolerance of the group's. The all-reduce sums in rank order, so a group's result is deterministic;
 // it differs from one rank's only by the order of the partial sums of the row-split matmuls.
 #include <gtest/gtest.h>
-#include <sys/wait.h>
 
 #include <cmath>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#include "common/json.h"
 #include "tests/common/reference_model.h"
+#include "tests/worker/parallel/tp_generation.h"
 #include "tests/worker/parallel/tp_tiny_model.h"
 
 namespace saola::test {
 namespace {
-
-struct Generation {
-  int exit_code = -1;
-  std::string err;
-  std::vector<int> ids;
-  std::vector<std::vector<std::pair<int, double>>> top;  // per step: (id, logit), best first
-};
-
-std::string Quote(const std::string& s) {
-  std::string q = "'";
-  for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return q + "'";
-}
-
-Generation Generate(const std::string& model, const std::string& prompt, int tp_size,
-                    int max_tokens) {
-  const std::string err_path = ::testing::TempDir() + "/tp_generate_err";
-  const std::string cmd = std::string(SAOLA_BINARY_DIR) + "/bin/saola-worker generate --model " +
-                          Quote(model) + " --prompt " + Quote(prompt) + " --max-tokens " +
-                          std::to_string(max_tokens) +
-                          " --ignore-eos --json --top-logits 5 --threads 2 --tp-size " +
-                          std::to_string(tp_size) + " 2>" + err_path;
-  Generation g;
-  std::string out;
-  FILE* pipe = popen(cmd.c_str(), "r");
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof buf, pipe)) > 0) out.append(buf, n);
-  const int status = pclose(pipe);
-  g.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  std::ifstream err(err_path);
-  g.err.assign(std::istreambuf_iterator<char>(err), {});
-  while (!out.empty() && out.back() == '\n') out.pop_back();
-  const size_t nl = out.rfind('\n');
-  auto doc = json::Parse(nl == std::string::npos ? out : out.substr(nl + 1));
-  if (!doc.ok() || doc->Find("ids") == nullptr || doc->Find("top_logits") == nullptr) {
-    g.exit_code = g.exit_code == 0 ? -2 : g.exit_code;
-    return g;
-  }
-  for (const json::Value& v : doc->Find("ids")->arr()) g.ids.push_back(static_cast<int>(v.num()));
-  for (const json::Value& step : doc->Find("top_logits")->arr()) {
-    g.top.emplace_back();
-    for (const json::Value& pair : step.arr()) {
-      g.top.back().emplace_back(static_cast<int>(pair.arr()[0].num()), pair.arr()[1].num());
-    }
-  }
-  return g;
-}
-
-struct Comparison {
-  double max_logit_diff = 0;
-  int near_ties = 0;
-};
-
-// Compares a group's generation with one rank's under the rule above.
-void Compare(const Generation& one, const Generation& group, double tolerance, double near_tie,
-             Comparison* c) {
-  ASSERT_EQ(group.ids.size(), one.ids.size());
-  ASSERT_EQ(group.top.size(), one.top.size());
-  for (size_t step = 0; step < one.ids.size(); ++step) {
-    for (const auto& [id, logit] : one.top[step]) {
-      for (const auto& [group_id, group_logit] : group.top[step]) {
-        if (group_id != id) continue;
-        const double diff = std::fabs(group_logit - logit);
-        c->max_logit_diff = std::max(c->max_logit_diff, diff);
-        EXPECT_LE(diff, tolerance) << "step " << step << " token " << id;
-      }
-    }
-    if (group.ids[step] == one.ids[step]) continue;
-    double one_for_group = -INFINITY;
-    for (const auto& [id, logit] : one.top[step]) {
-      if (id == group.ids[step]) one_for_group = logit;
-    }
-    EXPECT_LE(one.top[step][0].second - one_for_group, near_tie)
-        << "step " << step << ": the group chose " << group.ids[step] << ", one rank "
-        << one.ids[step];
-    ++c->near_ties;
-    return;
-  }
-}
 
 TEST(TpGenerateTest, TinyModelGivesTheSameTokensOnTwoAndFourRanks) {
   const std::string model = ::testing::TempDir() + "/tp_tiny.gguf";
