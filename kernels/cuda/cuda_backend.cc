@@ -10,7 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/check.h"
+#include "common/status_macros.h"
 #include "kernels/cuda/attention_plan.h"
+#include "kernels/cuda/gemm_cublas.h"
 #include "kernels/cuda/launch.h"
 
 namespace saola::kernels::cuda {
@@ -42,6 +44,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device) {
     return absl::FailedPreconditionError(
         absl::StrCat("cuda: device ", device, " requested, ", count, " available"));
   }
+  ASSIGN_OR_RETURN(const CudaGemmOptions gemm_options, CudaGemmOptionsFromEnv());
   if (cudaError_t e = cudaSetDevice(device); e != cudaSuccess) {
     return CudaError(e, "cudaSetDevice");
   }
@@ -49,13 +52,15 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device) {
   if (cudaError_t e = cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking); e != cudaSuccess) {
     return CudaError(e, "cudaStreamCreate");
   }
-  return std::unique_ptr<CudaBackend>(new CudaBackend(device, stream));
+  return std::unique_ptr<CudaBackend>(new CudaBackend(device, stream, gemm_options));
 }
 
-CudaBackend::CudaBackend(int device, CUstream_st* stream) : device_(device), stream_(stream) {}
+CudaBackend::CudaBackend(int device, CUstream_st* stream, const CudaGemmOptions& gemm_options)
+    : device_(device), stream_(stream), gemm_options_(gemm_options) {}
 
 CudaBackend::~CudaBackend() {
   cudaStreamSynchronize(stream_);
+  cublas_.reset();  // before its stream goes
   cudaFree(workspace_);
   cudaFree(argmax_out_);
   cudaStreamDestroy(stream_);
@@ -125,14 +130,35 @@ Buffer CudaBackend::Allocate(size_t bytes) {
 void CudaBackend::MatMul(const Weight& w, const float* x, int64_t n, float* y) {
   SAOLA_CHECK(CudaMatMulSupports(w.type));
   SAOLA_CHECK(GetDTypeInfo(w.type).block_elems == 1 || w.cols % 32 == 0);
+  if (n > internal::kMaxGemvTokens &&
+      ChooseCudaGemmPath(gemm_options_, n) == CudaGemmPath::kCublas) {
+    CublasMatMul(w, x, n, y);
+    return;
+  }
   internal::LaunchMatMul(w, x, n, y, stream_);
   Check(cudaGetLastError(), "MatMul");
+}
+
+void CudaBackend::CublasMatMul(const Weight& w, const float* x, int64_t n, float* y) {
+  absl::Status status;
+  if (cublas_ == nullptr) {
+    absl::StatusOr<std::unique_ptr<internal::CublasGemm>> made =
+        internal::CublasGemm::Create(stream_);
+    if (made.ok()) {
+      cublas_ = *std::move(made);
+    } else {
+      status = made.status();
+    }
+  }
+  if (cublas_ != nullptr) status = cublas_->Run(w, x, n, y, gemm_options_.cublas_scratch_bytes);
+  if (!status.ok() && error_.ok()) error_ = status;
 }
 
 void CudaBackend::MatMulShared(std::span<const Weight> ws, const float* x, int64_t n,
                                std::span<float* const> ys) {
   SAOLA_CHECK(ws.size() == ys.size());
-  // One launch per weight on the same stream; x is not transformed, so nothing is shared.
+  // One matmul per weight on the same stream, each choosing its path as MatMul does; x is not
+  // transformed, so nothing is shared.
   for (size_t i = 0; i < ws.size(); ++i) MatMul(ws[i], x, n, ys[i]);
 }
 

@@ -32,11 +32,16 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/backend.h"
+#include "kernels/cuda/gemm_options.h"
 
 // cudaStream_t without including the CUDA headers in every user of this one.
 struct CUstream_st;
 
 namespace saola::kernels::cuda {
+
+namespace internal {
+class CublasGemm;
+}
 
 /// A weight in device memory. `weight.data` points into `memory`, rows packed
 /// (row_stride_bytes == RowBytes(type, cols)); keep `memory` alive while `weight` is used.
@@ -55,7 +60,8 @@ class CudaBackend final : public Backend {
   static constexpr int32_t kMaxHeadDim = 256;
 
   /// A backend on device `device` with its own stream. FAILED_PRECONDITION when the device does
-  /// not exist or the driver is missing.
+  /// not exist or the driver is missing; INVALID_ARGUMENT when SAOLA_CUDA_GEMM is set to
+  /// something other than auto, tiled or cublas (gemm_options.h).
   static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(int device = 0);
   ~CudaBackend() override;
   CudaBackend(const CudaBackend&) = delete;
@@ -111,6 +117,11 @@ class CudaBackend final : public Backend {
   /// Waits for all queued work; the first CUDA error since the backend was made.
   absl::Status Synchronize();
 
+  /// Which GEMM MatMul / MatMulShared run for prefill (gemm_options.h); Create starts from
+  /// CudaGemmOptionsFromEnv(). Takes effect for the next call.
+  void set_gemm_options(const CudaGemmOptions& options) { gemm_options_ = options; }
+  const CudaGemmOptions& gemm_options() const { return gemm_options_; }
+
   int device() const { return device_; }
   /// The stream every call is queued on (cudaStream_t), e.g. to time kernels with events.
   CUstream_st* stream() const { return stream_; }
@@ -133,9 +144,12 @@ class CudaBackend final : public Backend {
     bool valid_ = false;
   };
 
-  CudaBackend(int device, CUstream_st* stream);
+  CudaBackend(int device, CUstream_st* stream, const CudaGemmOptions& gemm_options);
   // Records the first failure; returns true when `status` (a cudaError_t) is success.
   bool Check(int status, const char* what);
+  // MatMul through cuBLAS on dequantized tiles; the handle is made on first use (decode-only
+  // users never load cuBLAS) and its errors are recorded as the CUDA ones.
+  void CublasMatMul(const Weight& w, const float* x, int64_t n, float* y);
   // Ensures the split-attention workspace holds `floats` floats.
   float* Workspace(size_t floats);
 
@@ -147,6 +161,8 @@ class CudaBackend final : public Backend {
   size_t workspace_floats_ = 0;
   int32_t* argmax_out_ = nullptr;
   size_t argmax_capacity_ = 0;
+  CudaGemmOptions gemm_options_;
+  std::unique_ptr<internal::CublasGemm> cublas_;  // null until the first cuBLAS matmul
 };
 
 }  // namespace saola::kernels::cuda

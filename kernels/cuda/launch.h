@@ -15,7 +15,13 @@ namespace saola::kernels::cuda::internal {
 using Stream = CUstream_st*;
 
 // matmul.cu
+/// Token rows up to which LaunchMatMul runs the GEMV kernels (decode); above, the tiled GEMM.
+inline constexpr int64_t kMaxGemvTokens = 8;
 void LaunchMatMul(const Weight& w, const float* x, int64_t n, float* y, Stream stream);
+/// Weight rows [r0, r0 + num_rows) dequantized to a dense row-major [num_rows, w.cols] float
+/// matrix at `out` (16-byte aligned), for the cuBLAS GEMM (gemm_cublas.cc).
+void LaunchDequantizeRows(const Weight& w, int64_t r0, int64_t num_rows, float* out,
+                          Stream stream);
 void LaunchEmbed(const Weight& table, const int32_t* ids, int64_t n, float* out, Stream stream);
 
 // elementwise.cu

@@ -1,6 +1,7 @@
 // Weight-only quantized matmul and embedding lookup on CUDA: y[n, rows] = x[n, cols] · wᵀ.
 //
-// Two paths, picked by the number of token rows n:
+// Two paths here, picked by the number of token rows n, and a third in gemm_cublas.cc (cuBLAS on
+// dequantized tiles; CudaBackend picks it or the tiled GEMM for prefill, gemm_options.h):
 // * GEMV (n <= kMaxGemvTokens, decode): one warp per output row, the packed weight row read once
 //   and dequantized in registers. For the quantized types each lane takes 4 elements of a
 //   32-element block (8 lanes per block, 4 blocks per warp step), so the activation reads of a
@@ -13,8 +14,11 @@
 // * Tiled GEMM (prefill): 64 weight rows x 64 tokens per 256-thread block, k in steps of 32 (one
 //   quant block); each step dequantizes the weight tile into shared memory as floats, so the
 //   dequantization is paid once per 64 tokens, and each thread accumulates a 4 x 4 register tile.
-// Arithmetic is float32 on dequantized weights and unquantized activations (the CPU backend
-// instead quantizes activations to Q8 as llama.cpp does); the tests bound the difference.
+// * Dequantize (for the cuBLAS path, gemm_cublas.cc): weight rows written out as a dense f32
+//   matrix, one thread per 4 elements of a quant block (one float4 store), grid-stride.
+// The kernels here compute in float32 on dequantized weights and unquantized activations (the
+// CPU backend instead quantizes activations to Q8 as llama.cpp does; the cuBLAS path rounds both
+// operands to TF32, gemm_cublas.h); the tests bound each difference.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -25,7 +29,6 @@
 namespace saola::kernels::cuda::internal {
 namespace {
 
-constexpr int kMaxGemvTokens = 8;
 constexpr int kGemvWarps = 4;
 constexpr int kTileRows = 64;
 constexpr int kTileTokens = 64;
@@ -167,6 +170,33 @@ __global__ void __launch_bounds__(kGemmThreads)
   }
 }
 
+// Rows of w (already offset to the first row) as a dense [num_rows, cols] float matrix.
+template <DType T>
+__global__ void DequantizeRowsKernel(const uint8_t* w, size_t stride, int64_t num_rows,
+                                     int64_t cols, float* out) {
+  const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t first = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if constexpr (T == DType::kF32 || T == DType::kF16 || T == DType::kBF16) {
+    const int64_t total = num_rows * cols;
+    for (int64_t i = first; i < total; i += step) {
+      const int64_t r = i / cols;
+      out[i] = LoadElem<T>(w + r * stride, i - r * cols);
+    }
+  } else {
+    // cols % 32 == 0, so element group i (4 floats) is out[4i..4i+3] and rows stay 16-byte
+    // aligned for the float4 store.
+    const int64_t groups_per_row = cols / 4;
+    const int64_t total = num_rows * groups_per_row;
+    for (int64_t i = first; i < total; i += step) {
+      const int64_t r = i / groups_per_row;
+      const int64_t g = i - r * groups_per_row;
+      float v[4];
+      Dequant4<T>(w + r * stride + (g / 8) * kBlockBytes<T>, static_cast<int>(g % 8), v);
+      reinterpret_cast<float4*>(out)[i] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+  }
+}
+
 template <DType T>
 __global__ void EmbedKernel(const uint8_t* table, size_t stride, int64_t cols, const int32_t* ids,
                             float* out) {
@@ -218,6 +248,22 @@ void LaunchMatMulTyped(const Weight& w, const float* x, int64_t n, float* y, cud
 void LaunchMatMul(const Weight& w, const float* x, int64_t n, float* y, Stream stream) {
   if (n <= 0 || w.rows <= 0) return;
   DispatchWeightType(w.type, [&]<DType T>() { LaunchMatMulTyped<T>(w, x, n, y, stream); });
+}
+
+void LaunchDequantizeRows(const Weight& w, int64_t r0, int64_t num_rows, float* out,
+                          Stream stream) {
+  if (num_rows <= 0 || w.cols <= 0) return;
+  constexpr int kThreads = 256;
+  constexpr int64_t kMaxBlocks = 1 << 16;  // grid-stride beyond this; plenty to fill a GPU
+  DispatchWeightType(w.type, [&]<DType T>() {
+    const int64_t per_thread = GetDTypeInfo(T).block_elems == 1 ? 1 : 4;
+    const int64_t work = num_rows * w.cols / per_thread;
+    const auto blocks =
+        static_cast<unsigned>(std::min<int64_t>(kMaxBlocks, (work + kThreads - 1) / kThreads));
+    DequantizeRowsKernel<T><<<blocks, kThreads, 0, stream>>>(
+        static_cast<const uint8_t*>(w.data) + r0 * static_cast<int64_t>(w.row_stride_bytes),
+        w.row_stride_bytes, num_rows, w.cols, out);
+  });
 }
 
 void LaunchEmbed(const Weight& table, const int32_t* ids, int64_t n, float* out, Stream stream) {
