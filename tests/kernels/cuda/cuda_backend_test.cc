@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <numeric>
@@ -18,6 +19,8 @@
 #include "kernels/cpu/matmul.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quantize.h"
+#include "kernels/cuda/gemm_cublas.h"
+#include "kernels/cuda/gemm_options.h"
 #include "tests/kernels/random_weight.h"
 
 namespace saola::kernels::cuda {
@@ -230,6 +233,265 @@ TEST_F(CudaBackendTest, UploadWeightRejectsUnsupportedTypes) {
   w.rows = 1;
   w.cols = 256;
   EXPECT_EQ(backend_->UploadWeight(w).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// ---- Prefill GEMM paths: tiled and cuBLAS (gemm_options.h, gemm_cublas.h) ----------------------
+
+// The selection and the tile arithmetic need no device.
+TEST(CudaGemmOptionsTest, AutoTakesCublasFromTheThresholdForcedPathsAlways) {
+  CudaGemmOptions options;
+  EXPECT_EQ(options.path, CudaGemmPath::kAuto);
+  EXPECT_EQ(ChooseCudaGemmPath(options, options.cublas_min_tokens - 1), CudaGemmPath::kTiled);
+  EXPECT_EQ(ChooseCudaGemmPath(options, options.cublas_min_tokens), CudaGemmPath::kCublas);
+  options.path = CudaGemmPath::kTiled;
+  EXPECT_EQ(ChooseCudaGemmPath(options, 100000), CudaGemmPath::kTiled);
+  options.path = CudaGemmPath::kCublas;
+  EXPECT_EQ(ChooseCudaGemmPath(options, 9), CudaGemmPath::kCublas);
+}
+
+TEST(CudaGemmOptionsTest, ParsesPathNamesAndRejectsOthers) {
+  for (CudaGemmPath p : {CudaGemmPath::kAuto, CudaGemmPath::kTiled, CudaGemmPath::kCublas}) {
+    auto parsed = ParseCudaGemmPath(CudaGemmPathName(p));
+    ASSERT_TRUE(parsed.ok()) << parsed.status();
+    EXPECT_EQ(*parsed, p);
+  }
+  EXPECT_EQ(ParseCudaGemmPath("cuBLAS").status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(ParseCudaGemmPath("").status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+TEST(CublasGemmTest, TileRowsStayWithinTheScratchLimit) {
+  using internal::CublasGemm;
+  constexpr size_t kRow = kHidden * sizeof(float);
+  EXPECT_EQ(CublasGemm::TileRows(kFfn, kHidden, size_t{64} << 20), kFfn);  // one tile
+  EXPECT_EQ(CublasGemm::TileRows(1000, kHidden, 300 * kRow), 288);  // rounded down to 16s
+  EXPECT_EQ(CublasGemm::TileRows(1000, kHidden, 300 * kRow - 1), 288);
+  EXPECT_EQ(CublasGemm::TileRows(1000, kHidden, 10 * kRow), 10);  // under 16: as many as fit
+  EXPECT_EQ(CublasGemm::TileRows(1000, kHidden, 1), 1);           // one row, whatever the limit
+  EXPECT_EQ(CublasGemm::TileRows(5, kHidden, 1000 * kRow), 5);
+  // The vocabulary projection in f32 is 108 MiB: two tiles under the default limit.
+  const int64_t vocab_tile = CublasGemm::TileRows(kVocab, kHidden, size_t{64} << 20);
+  EXPECT_EQ(vocab_tile % 16, 0);
+  EXPECT_LE(static_cast<size_t>(vocab_tile) * kRow, size_t{64} << 20);
+  EXPECT_EQ((kVocab + vocab_tile - 1) / vocab_tile, 2);
+}
+
+// The exact product (double) and, per element, sum_k |x_k w_k|, which bounds TF32's error.
+struct ExactProduct {
+  std::vector<float> y;
+  std::vector<double> abs;
+};
+
+ExactProduct ProductWithMagnitude(const Weight& w, const std::vector<float>& x, int64_t n) {
+  ExactProduct p;
+  p.y.resize(n * w.rows);
+  p.abs.resize(n * w.rows);
+  std::vector<float> row(w.cols);
+  for (int64_t r = 0; r < w.rows; ++r) {
+    DequantizeRow(w.type, static_cast<const uint8_t*>(w.data) + r * w.row_stride_bytes,
+                  row.data(), w.cols);
+    for (int64_t t = 0; t < n; ++t) {
+      double acc = 0.0, mag = 0.0;
+      for (int64_t k = 0; k < w.cols; ++k) {
+        const double prod = static_cast<double>(row[k]) * x[t * w.cols + k];
+        acc += prod;
+        mag += std::fabs(prod);
+      }
+      p.y[t * w.rows + r] = static_cast<float>(acc);
+      p.abs[t * w.rows + r] = mag;
+    }
+  }
+  return p;
+}
+
+// TF32 keeps 10 of f32's 23 mantissa bits: each operand is rounded to within 2^-10 relative
+// (2^-11 when rounded to nearest, 2^-10 if the tensor cores truncate), so each exact f32 product
+// of two TF32 values is within 2^-9 relative of the true product, and f32 accumulation over
+// `cols` terms adds at most cols * 2^-23 (round toward zero; 2^-24 when rounded to nearest).
+// That bounds every element: |y - exact| <= (2^-9 + cols * 2^-23) * sum_k |x_k w_k|. Returns the
+// largest ratio of the error to that bound (must be <= 1).
+double WorstTf32ErrorRatio(const std::vector<float>& y, const ExactProduct& exact, int64_t cols) {
+  const double rel = std::ldexp(1.0, -9) + static_cast<double>(cols) * std::ldexp(1.0, -23);
+  double worst = 0.0;
+  for (size_t i = 0; i < y.size(); ++i) {
+    const double err = std::fabs(static_cast<double>(y[i]) - exact.y[i]);
+    // + 1e-30: exact zeros (an all-zero x row) must come back exactly.
+    worst = std::max(worst, std::isnan(err) ? INFINITY : err / (rel * exact.abs[i] + 1e-30));
+  }
+  return worst;
+}
+
+// Normalized error of the cuBLAS path on these random inputs (x ~ N(0, 1), MakeWeight's
+// weights). The per-element bound above, turned into max|err| / max|y|, would allow up to
+// ~7 x 2^-9 for cols = 1536 (sum |x w| / max|y| ~ 0.8 sqrt(cols) / 4.5); the errors of random
+// signs mostly cancel, so the expected figure is ~8e-4 when the hardware truncates to TF32 (a
+// bias of up to 2^-10 y plus a random part) and ~3e-4 when it rounds: the figures of a NumPy
+// simulation of both roundings on these shapes (Q4_1-like weights, n = 300), whose per-element
+// ratio to the bound was at most 0.11. 4e-3 leaves 5x room without hiding a wrong tile or column
+// block, whose error is O(1).
+constexpr double kTf32NormalizedBound = 4e-3;
+// The tiled kernel computes in f32: as MatMulMatchesFloatProductForEveryTypeAndShape.
+constexpr double kF32NormalizedBound = 1e-5;
+
+CudaGemmOptions ForcePath(CudaGemmPath path, size_t scratch_bytes = size_t{64} << 20) {
+  CudaGemmOptions options;
+  options.path = path;
+  options.cublas_scratch_bytes = scratch_bytes;
+  return options;
+}
+
+TEST_F(CudaBackendTest, PrefillGemmPathsMatchFloatProductOnSmolLM2Shapes) {
+  struct Shape {
+    int64_t rows, cols;
+  };
+  // Q and O (576 -> 576), K and V (576 -> 192), gate and up (576 -> 1536), down (1536 -> 576).
+  const Shape shapes[] = {
+      {kHidden, kHidden}, {kKvHeads * kHeadDim, kHidden}, {kFfn, kHidden}, {kHidden, kFfn}};
+  uint32_t seed = 300;
+  for (DType type : kTypes) {
+    for (const Shape& s : shapes) {
+      const HostWeight hw = MakeWeight(type, s.rows, s.cols, false, seed++);
+      auto dw = backend_->UploadWeight(hw.w);
+      ASSERT_TRUE(dw.ok()) << dw.status();
+      for (int64_t n : {9, 64, 300}) {
+        SCOPED_TRACE(testing::Message() << GetDTypeInfo(type).name << " " << s.rows << "x"
+                                        << s.cols << " n=" << n);
+        const std::vector<float> x = RandomFloats(n * s.cols, seed++);
+        const ExactProduct exact = ProductWithMagnitude(hw.w, x, n);
+        backend_->set_gemm_options(ForcePath(CudaGemmPath::kTiled));
+        EXPECT_LT(NormalizedError(RunMatMul(dw->weight, x, n), exact.y), kF32NormalizedBound);
+        backend_->set_gemm_options(ForcePath(CudaGemmPath::kCublas));
+        const std::vector<float> y = RunMatMul(dw->weight, x, n);
+        EXPECT_LT(NormalizedError(y, exact.y), kTf32NormalizedBound);
+        EXPECT_LE(WorstTf32ErrorRatio(y, exact, s.cols), 1.0);
+      }
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, CublasGemmRunsInSeveralScratchTiles) {
+  // 1000 rows in tiles of 288 (the last one 136 rows), of 10 (y's column blocks 40 bytes apart,
+  // not 16-byte aligned), and of one row; and a weight smaller than one tile.
+  constexpr size_t kRow = kHidden * sizeof(float);
+  struct Case {
+    DType type;
+    int64_t rows;
+    size_t scratch_bytes;
+  };
+  const Case cases[] = {{DType::kQ4_1, 1000, 300 * kRow},
+                        {DType::kF16, 1000, 10 * kRow},
+                        {DType::kQ8_0, 37, 1},
+                        {DType::kQ4_0, kFfn, 100 * kRow},
+                        {DType::kBF16, 20, 1000 * kRow}};
+  uint32_t seed = 400;
+  for (const Case& c : cases) {
+    SCOPED_TRACE(testing::Message() << GetDTypeInfo(c.type).name << " rows " << c.rows
+                                    << ", scratch " << c.scratch_bytes << " bytes");
+    const HostWeight hw = MakeWeight(c.type, c.rows, kHidden, false, seed++);
+    auto dw = backend_->UploadWeight(hw.w);
+    ASSERT_TRUE(dw.ok()) << dw.status();
+    backend_->set_gemm_options(ForcePath(CudaGemmPath::kCublas, c.scratch_bytes));
+    for (int64_t n : {9, 77}) {
+      const std::vector<float> x = RandomFloats(n * kHidden, seed++);
+      const ExactProduct exact = ProductWithMagnitude(hw.w, x, n);
+      const std::vector<float> y = RunMatMul(dw->weight, x, n);
+      EXPECT_LT(NormalizedError(y, exact.y), kTf32NormalizedBound) << "n=" << n;
+      EXPECT_LE(WorstTf32ErrorRatio(y, exact, kHidden), 1.0) << "n=" << n;
+    }
+  }
+}
+
+TEST_F(CudaBackendTest, CublasGemmKeepsActivationsPastHalfRange) {
+  // Activations of 3e4 (outlier features) give products and sums far past f16's 65504; TF32 has
+  // f32's exponent, so the relative error stays that of the 10-bit mantissa.
+  const HostWeight hw = MakeWeight(DType::kQ4_0, kHidden, kFfn, false, 500);
+  auto dw = backend_->UploadWeight(hw.w);
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  backend_->set_gemm_options(ForcePath(CudaGemmPath::kCublas));
+  const int64_t n = 64;
+  const std::vector<float> x = RandomFloats(n * kFfn, 501, 3e4f);
+  const ExactProduct exact = ProductWithMagnitude(hw.w, x, n);
+  const std::vector<float> y = RunMatMul(dw->weight, x, n);
+  EXPECT_GT(*std::max_element(exact.y.begin(), exact.y.end()), 65504.0f);
+  EXPECT_LT(NormalizedError(y, exact.y), kTf32NormalizedBound);
+  EXPECT_LE(WorstTf32ErrorRatio(y, exact, kFfn), 1.0);
+}
+
+TEST_F(CudaBackendTest, MatMulAndMatMulSharedTakeTheSelectedPath) {
+  // Each path is deterministic on one device, so the path a call took shows in its exact bits:
+  // auto at the threshold must equal forced cuBLAS, one token below it forced tiled, and
+  // MatMulShared must equal MatMul under every setting. At n <= 8 both settings run the GEMV.
+  const HostWeight q = MakeWeight(DType::kQ4_1, kHidden, kHidden, false, 600);
+  const HostWeight k = MakeWeight(DType::kQ8_0, kKvHeads * kHeadDim, kHidden, false, 601);
+  const HostWeight f = MakeWeight(DType::kF32, kKvHeads * kHeadDim, kHidden, false, 602);
+  std::vector<DeviceWeight> dws;
+  for (const HostWeight* h : {&q, &k, &f}) {
+    auto dw = backend_->UploadWeight(h->w);
+    ASSERT_TRUE(dw.ok()) << dw.status();
+    dws.push_back(*std::move(dw));
+  }
+  auto run_shared = [&](const std::vector<float>& x, int64_t n) {
+    Buffer dx = ToDevice(x);
+    std::vector<Buffer> outs;
+    std::vector<float*> ys;
+    std::vector<Weight> ws;
+    for (const DeviceWeight& dw : dws) {
+      outs.push_back(backend_->Allocate(n * dw.weight.rows * sizeof(float)));
+      ys.push_back(static_cast<float*>(outs.back().get()));
+      ws.push_back(dw.weight);
+    }
+    backend_->MatMulShared(ws, static_cast<const float*>(dx.get()), n, ys);
+    std::vector<std::vector<float>> result;
+    for (size_t i = 0; i < dws.size(); ++i) {
+      result.push_back(ToHost<float>(outs[i], n * ws[i].rows));
+    }
+    return result;
+  };
+  auto run_each = [&](const std::vector<float>& x, int64_t n) {
+    std::vector<std::vector<float>> result;
+    for (const DeviceWeight& dw : dws) result.push_back(RunMatMul(dw.weight, x, n));
+    return result;
+  };
+  for (int64_t n : {8, 20}) {
+    SCOPED_TRACE(testing::Message() << "n=" << n);
+    const std::vector<float> x = RandomFloats(n * kHidden, 603);
+    backend_->set_gemm_options(ForcePath(CudaGemmPath::kTiled));
+    const auto tiled = run_each(x, n);
+    EXPECT_EQ(run_shared(x, n), tiled);
+    backend_->set_gemm_options(ForcePath(CudaGemmPath::kCublas));
+    const auto cublas = run_each(x, n);
+    EXPECT_EQ(run_shared(x, n), cublas);
+    if (n <= 8) {
+      EXPECT_EQ(cublas, tiled);  // the GEMV, whatever the setting
+    } else {
+      EXPECT_NE(cublas, tiled);  // TF32 rounding shows: the two paths really differ
+    }
+    CudaGemmOptions automatic;
+    automatic.cublas_min_tokens = 20;
+    backend_->set_gemm_options(automatic);
+    EXPECT_EQ(run_each(x, n), n >= 20 ? cublas : tiled);
+    EXPECT_EQ(run_shared(x, n), n >= 20 ? cublas : tiled);
+    automatic.cublas_min_tokens = 21;
+    backend_->set_gemm_options(automatic);
+    EXPECT_EQ(run_each(x, n), tiled);
+    EXPECT_EQ(run_shared(x, n), tiled);
+  }
+}
+
+TEST_F(CudaBackendTest, CreateTakesTheGemmPathFromTheEnvironment) {
+  const char* before = std::getenv("SAOLA_CUDA_GEMM");
+  const std::string saved = before != nullptr ? before : "";
+  setenv("SAOLA_CUDA_GEMM", "cublas", 1);
+  auto forced = CudaBackend::Create(0);
+  setenv("SAOLA_CUDA_GEMM", "fastest", 1);
+  auto bad = CudaBackend::Create(0);
+  if (before != nullptr) {
+    setenv("SAOLA_CUDA_GEMM", saved.c_str(), 1);
+  } else {
+    unsetenv("SAOLA_CUDA_GEMM");
+  }
+  ASSERT_TRUE(forced.ok()) << forced.status();
+  EXPECT_EQ((*forced)->gemm_options().path, CudaGemmPath::kCublas);
+  EXPECT_EQ(bad.status().code(), absl::StatusCode::kInvalidArgument);
 }
 
 // ---- Embed -------------------------------------------------------------------------------------
