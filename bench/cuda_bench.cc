@@ -17,26 +17,42 @@
 //            cudaDeviceGetAttribute, or --peak-gbps when given. Head shape defaults to the model's
 //            (SmolLM2: 9 heads, 3 KV heads, head_dim 64); --attn-heads/--attn-kv-heads/
 //            --attn-head-dim set another (e.g. 32/8/128 for Llama-3-8B).
+//   gemm     The prefill matmul alone (Backend::MatMul) on SmolLM2's shapes, 576->576 (q/o),
+//            576->192 (k/v), 576->1536 (gate/up), 1536->576 (down), with random weights of each
+//            --gemm-types type, at each --gemm-tokens n, once through each path: the tiled f32
+//            GEMM and cuBLAS TF32 on dequantized tiles (the dequantization is timed with it;
+//            kernels/cuda/gemm_options.h). CUDA events over --reps calls after a warm-up call;
+//            TFLOP/s = 2 * n * rows * cols / time, and the speed ratio cublas/tiled. A last line
+//            per type names the smallest n from which cuBLAS wins on every shape: the value for
+//            CudaGemmOptions::cublas_min_tokens (SAOLA_CUDA_GEMM=tiled|cublas forces one path
+//            end to end, e.g. to compare prefill tokens/s). Needs no model file.
+// --sections picks which of the four run (default all; the model is loaded only for the first
+// three).
 //
-// Usage: saola-cuda-bench [--model PATH] [--batches 1,32,128] [--decode-context 256]
-//        [--decode-steps 64] [--prefill-tokens 2048] [--prefill-chunk 512]
-//        [--attn-contexts 4096,16384] [--attn-batch 32] [--reps 20] [--peak-gbps G]
+// Usage: saola-cuda-bench [--sections decode,prefill,attention,gemm] [--model PATH]
+//        [--batches 1,32,128] [--decode-context 256] [--decode-steps 64]
+//        [--prefill-tokens 2048] [--prefill-chunk 512] [--attn-contexts 4096,16384]
+//        [--attn-batch 32] [--gemm-tokens 16,64,128,512,2048] [--gemm-types q4_1]
+//        [--reps 20] [--peak-gbps G]
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <numeric>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/flags.h"
 #include "common/status_macros.h"
+#include "kernels/cpu/quantize.h"
 #include "kernels/cuda/cuda_backend.h"
 #include "worker/model/gguf.h"
 #include "worker/model/kv_cache.h"
@@ -63,9 +79,16 @@ struct Args {
   std::vector<int> attn_contexts = {4096, 16384};
   int attn_batch = 32;
   int attn_heads = 0, attn_kv_heads = 0, attn_head_dim = 0;  // 0: the model's
+  std::vector<int> gemm_tokens = {16, 64, 128, 512, 2048};
+  std::vector<kernels::DType> gemm_types = {kernels::DType::kQ4_1};
+  bool decode = true, prefill = true, attention = true, gemm = true;  // --sections
   int reps = 20;
   double peak_gbps = 0;  // 0: from the device
 };
+
+constexpr kernels::DType kGemmTypes[] = {kernels::DType::kF32,  kernels::DType::kF16,
+                                         kernels::DType::kBF16, kernels::DType::kQ8_0,
+                                         kernels::DType::kQ4_0, kernels::DType::kQ4_1};
 
 absl::StatusOr<std::vector<int>> IntList(const Flags& flags, const std::string& name,
                                          std::vector<int> fallback) {
@@ -82,13 +105,34 @@ absl::StatusOr<std::vector<int>> IntList(const Flags& flags, const std::string& 
   return out;
 }
 
+// --gemm-types: names as GGUF spells them, any case (f16, q4_1, ...).
+absl::StatusOr<std::vector<kernels::DType>> TypeList(const Flags& flags,
+                                                     std::vector<kernels::DType> fallback) {
+  if (!flags.Has("gemm-types")) return fallback;
+  ASSIGN_OR_RETURN(std::string text, flags.String("gemm-types"));
+  std::vector<kernels::DType> out;
+  for (absl::string_view part : absl::StrSplit(text, ',')) {
+    const auto it = std::find_if(std::begin(kGemmTypes), std::end(kGemmTypes),
+                                 [&](kernels::DType t) {
+                                   return absl::EqualsIgnoreCase(
+                                       std::string(kernels::GetDTypeInfo(t).name), part);
+                                 });
+    if (it == std::end(kGemmTypes)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--gemm-types: \"", part, "\" is not f32, f16, bf16, q8_0, q4_0, q4_1"));
+    }
+    out.push_back(*it);
+  }
+  return out;
+}
+
 absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw) {
   ASSIGN_OR_RETURN(Flags flags,
                    Flags::Parse(raw,
                                 {"model", "batches", "decode-context", "decode-steps",
                                  "prefill-tokens", "prefill-chunk", "attn-contexts", "attn-batch",
                                  "attn-heads", "attn-kv-heads", "attn-head-dim", "reps",
-                                 "peak-gbps"},
+                                 "peak-gbps", "sections", "gemm-tokens", "gemm-types"},
                                 {}));
   Args a;
   if (flags.Has("model")) {
@@ -96,6 +140,24 @@ absl::StatusOr<Args> ParseArgs(const std::vector<std::string>& raw) {
   }
   ASSIGN_OR_RETURN(a.batches, IntList(flags, "batches", a.batches));
   ASSIGN_OR_RETURN(a.attn_contexts, IntList(flags, "attn-contexts", a.attn_contexts));
+  ASSIGN_OR_RETURN(a.gemm_tokens, IntList(flags, "gemm-tokens", a.gemm_tokens));
+  ASSIGN_OR_RETURN(a.gemm_types, TypeList(flags, a.gemm_types));
+  if (flags.Has("sections")) {
+    ASSIGN_OR_RETURN(std::string text, flags.String("sections"));
+    a.decode = a.prefill = a.attention = a.gemm = false;
+    for (absl::string_view part : absl::StrSplit(text, ',')) {
+      bool* section = part == "decode"      ? &a.decode
+                      : part == "prefill"   ? &a.prefill
+                      : part == "attention" ? &a.attention
+                      : part == "gemm"      ? &a.gemm
+                                            : nullptr;
+      if (section == nullptr) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "--sections: \"", part, "\" is not decode, prefill, attention or gemm"));
+      }
+      *section = true;
+    }
+  }
   ASSIGN_OR_RETURN(int64_t v, flags.Int("decode-context", a.decode_context, 1, 1 << 20));
   a.decode_context = static_cast<int>(v);
   ASSIGN_OR_RETURN(v, flags.Int("decode-steps", a.decode_steps, 1, 1 << 20));
@@ -253,6 +315,194 @@ absl::StatusOr<AttentionResult> AttentionBandwidth(kernels::cuda::CudaBackend& b
   return r;
 }
 
+// ---- gemm ----
+
+struct GemmShape {
+  int64_t rows, cols;
+  const char* name;
+};
+
+// SmolLM2-135M's matmuls: y[n, rows] = x[n, cols] · wᵀ.
+constexpr GemmShape kGemmShapes[] = {
+    {576, 576, "q/o"}, {192, 576, "k/v"}, {1536, 576, "gate/up"}, {576, 1536, "down"}};
+
+// Random host bytes of a `type` weight with valid scales (no NaN or Inf to slow anything).
+std::vector<uint8_t> RandomWeightBytes(kernels::DType type, int64_t rows, int64_t cols,
+                                       uint32_t seed) {
+  using kernels::DType;
+  std::mt19937 rng(seed);
+  std::normal_distribution<float> normal(0.0f, 0.5f);
+  std::uniform_int_distribution<int> byte(0, 255);
+  std::vector<uint8_t> bytes(kernels::RowBytes(type, cols) * rows);
+  if (type == DType::kF32) {
+    for (size_t i = 0; i + 4 <= bytes.size(); i += 4) {
+      const float v = normal(rng);
+      std::memcpy(&bytes[i], &v, 4);
+    }
+    return bytes;
+  }
+  if (type == DType::kF16 || type == DType::kBF16) {
+    for (size_t i = 0; i + 2 <= bytes.size(); i += 2) {
+      const float v = normal(rng);
+      const uint16_t h =
+          type == DType::kF16 ? kernels::cpu::Fp32ToFp16(v) : kernels::cpu::Fp32ToBf16(v);
+      std::memcpy(&bytes[i], &h, 2);
+    }
+    return bytes;
+  }
+  for (uint8_t& b : bytes) b = static_cast<uint8_t>(byte(rng));
+  const size_t block = kernels::GetDTypeInfo(type).block_bytes;
+  for (size_t i = 0; i + block <= bytes.size(); i += block) {
+    const uint16_t d = kernels::cpu::Fp32ToFp16(0.01f), m = kernels::cpu::Fp32ToFp16(-0.05f);
+    std::memcpy(&bytes[i], &d, 2);
+    if (type == DType::kQ4_1) std::memcpy(&bytes[i + 2], &m, 2);
+  }
+  return bytes;
+}
+
+// Milliseconds per MatMul on the backend's current GEMM path: one warm-up call (the cuBLAS
+// handle, its heuristics and the scratch), then CUDA events around `reps` calls.
+absl::StatusOr<double> MatMulMs(kernels::cuda::CudaBackend& backend, const kernels::Weight& w,
+                                const float* x, int64_t n, float* y, int reps) {
+  backend.MatMul(w, x, n, y);
+  RETURN_IF_ERROR(backend.Synchronize());
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
+    return absl::InternalError("cudaEventCreate failed");
+  }
+  cudaEventRecord(start, backend.stream());
+  for (int r = 0; r < reps; ++r) backend.MatMul(w, x, n, y);
+  cudaEventRecord(stop, backend.stream());
+  cudaEventSynchronize(stop);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  RETURN_IF_ERROR(backend.Synchronize());
+  return double(ms) / reps;
+}
+
+// Both prefill GEMM paths on every shape and n; see the file comment.
+absl::Status RunGemm(kernels::cuda::CudaBackend& backend, const Args& args) {
+  using kernels::cuda::CudaGemmOptions;
+  using kernels::cuda::CudaGemmPath;
+  const CudaGemmOptions saved = backend.gemm_options();
+  const int max_n = *std::max_element(args.gemm_tokens.begin(), args.gemm_tokens.end());
+  int64_t max_cols = 0, max_rows = 0;
+  for (const GemmShape& s : kGemmShapes) {
+    max_cols = std::max(max_cols, s.cols);
+    max_rows = std::max(max_rows, s.rows);
+  }
+  kernels::Buffer x = backend.Allocate(size_t(max_n) * max_cols * sizeof(float));
+  kernels::Buffer y = backend.Allocate(size_t(max_n) * max_rows * sizeof(float));
+  if (!x || !y) return absl::ResourceExhaustedError("gemm: out of memory");
+  {
+    std::mt19937 rng(11);
+    std::normal_distribution<float> normal(0.0f, 1.0f);
+    std::vector<float> host(size_t(max_n) * max_cols);
+    for (float& v : host) v = normal(rng);
+    RETURN_IF_ERROR(backend.CopyToDevice(x.get(), host.data(), host.size() * sizeof(float)));
+  }
+  const auto* xp = static_cast<const float*>(x.get());
+  auto* yp = static_cast<float*>(y.get());
+  std::vector<int> tokens = args.gemm_tokens;
+  std::sort(tokens.begin(), tokens.end());
+  for (kernels::DType type : args.gemm_types) {
+    const std::string type_name(kernels::GetDTypeInfo(type).name);
+    // cublas_wins[i]: cuBLAS faster on every shape at tokens[i].
+    std::vector<bool> cublas_wins(tokens.size(), true);
+    for (const GemmShape& s : kGemmShapes) {
+      const std::vector<uint8_t> bytes = RandomWeightBytes(type, s.rows, s.cols, 5);
+      kernels::Weight host;
+      host.type = type;
+      host.data = bytes.data();
+      host.rows = s.rows;
+      host.cols = s.cols;
+      host.row_stride_bytes = kernels::RowBytes(type, s.cols);
+      ASSIGN_OR_RETURN(kernels::cuda::DeviceWeight w, backend.UploadWeight(host));
+      for (size_t i = 0; i < tokens.size(); ++i) {
+        const int n = tokens[i];
+        double ms[2] = {0, 0};
+        const CudaGemmPath paths[2] = {CudaGemmPath::kTiled, CudaGemmPath::kCublas};
+        for (int p = 0; p < 2; ++p) {
+          CudaGemmOptions forced = saved;
+          forced.path = paths[p];
+          backend.set_gemm_options(forced);
+          ASSIGN_OR_RETURN(ms[p], MatMulMs(backend, w.weight, xp, n, yp, args.reps));
+        }
+        const double flop = 2.0 * n * s.rows * s.cols;
+        std::printf("gemm %-4s %4lld->%-4lld %-7s n %5d: tiled %8.4f ms %7.2f TFLOP/s | "
+                    "cublas %8.4f ms %7.2f TFLOP/s | cublas/tiled %5.2fx\n",
+                    type_name.c_str(), static_cast<long long>(s.cols),
+                    static_cast<long long>(s.rows), s.name, n, ms[0], flop / (ms[0] * 1e9),
+                    ms[1], flop / (ms[1] * 1e9), ms[0] / ms[1]);
+        if (ms[1] >= ms[0]) cublas_wins[i] = false;
+      }
+    }
+    // The smallest n from which cuBLAS wins on every shape at every larger measured n too.
+    size_t first = tokens.size();
+    while (first > 0 && cublas_wins[first - 1]) --first;
+    if (first < tokens.size()) {
+      std::printf("gemm %s: cuBLAS faster on every shape from n = %d of those measured "
+                  "(cublas_min_tokens, now %lld)\n",
+                  type_name.c_str(), tokens[first],
+                  static_cast<long long>(saved.cublas_min_tokens));
+    } else {
+      std::printf("gemm %s: the tiled GEMM is as fast on some shape at n = %d; keep tiled\n",
+                  type_name.c_str(), tokens.back());
+    }
+  }
+  backend.set_gemm_options(saved);
+  return absl::OkStatus();
+}
+
+// ---- the model's sections ----
+
+absl::Status RunModelSections(kernels::cuda::CudaBackend& backend, const Args& args,
+                              double peak) {
+  ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(args.model));
+  model::LlamaModel::Options options;
+  options.max_batch_tokens =
+      std::max({args.prefill_chunk, *std::max_element(args.batches.begin(), args.batches.end())});
+  ASSIGN_OR_RETURN(auto model, model::LlamaModel::Load(*file, backend, options));
+  const model::ModelConfig& c = model->config();
+  std::printf("model: %s (%d layers, hidden %d, %d heads, %d KV heads, head_dim %d)\n",
+              args.model.c_str(), c.num_layers, c.hidden_dim, c.num_heads, c.num_kv_heads,
+              c.head_dim);
+
+  if (args.decode) {
+    for (int batch : args.batches) {
+      ASSIGN_OR_RETURN(double rate, DecodeRate(*model, backend, args, batch));
+      std::printf("decode   batch %4d, context %d: %10.1f tokens/s (%.3f ms/step)\n", batch,
+                  args.decode_context, rate, 1e3 * batch / rate);
+    }
+  }
+  if (args.prefill) {
+    ASSIGN_OR_RETURN(double prefill, PrefillRate(*model, backend, args));
+    std::printf("prefill  %d tokens in steps of %d (gemm path %s): %10.1f tokens/s\n",
+                args.prefill_tokens, std::min(args.prefill_chunk, model->max_batch_tokens()),
+                std::string(kernels::cuda::CudaGemmPathName(backend.gemm_options().path)).c_str(),
+                prefill);
+  }
+  if (!args.attention) return absl::OkStatus();
+
+  const int heads = args.attn_heads > 0 ? args.attn_heads : c.num_heads;
+  const int kv_heads = args.attn_kv_heads > 0 ? args.attn_kv_heads : c.num_kv_heads;
+  const int head_dim = args.attn_head_dim > 0 ? args.attn_head_dim : c.head_dim;
+  if (heads % kv_heads != 0) {
+    return absl::InvalidArgumentError("attention: heads must be a multiple of KV heads");
+  }
+  for (int context : args.attn_contexts) {
+    ASSIGN_OR_RETURN(AttentionResult r, AttentionBandwidth(backend, args.attn_batch, context,
+                                                           heads, kv_heads, head_dim, args.reps));
+    std::printf("attention decode batch %d, context %d (%d heads, %d KV heads, head_dim %d): "
+                "%.3f ms/call, %.0f GB/s = %.1f%% of peak\n",
+                args.attn_batch, context, heads, kv_heads, head_dim, r.ms_per_call, r.gbps,
+                peak > 0 ? 100.0 * r.gbps / peak : 0.0);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Run(const Args& args) {
   ASSIGN_OR_RETURN(auto backend, kernels::cuda::CudaBackend::Create(0));
   cudaDeviceProp prop{};
@@ -264,40 +514,10 @@ absl::Status Run(const Args& args) {
   const double peak = args.peak_gbps > 0 ? args.peak_gbps : device_peak;
   std::printf("device: %s (sm_%d%d), peak memory bandwidth %.0f GB/s (%s)\n", prop.name,
               prop.major, prop.minor, peak, args.peak_gbps > 0 ? "--peak-gbps" : "from the device");
-
-  ASSIGN_OR_RETURN(auto file, model::GgufFile::Open(args.model));
-  model::LlamaModel::Options options;
-  options.max_batch_tokens =
-      std::max({args.prefill_chunk, *std::max_element(args.batches.begin(), args.batches.end())});
-  ASSIGN_OR_RETURN(auto model, model::LlamaModel::Load(*file, *backend, options));
-  const model::ModelConfig& c = model->config();
-  std::printf("model: %s (%d layers, hidden %d, %d heads, %d KV heads, head_dim %d)\n",
-              args.model.c_str(), c.num_layers, c.hidden_dim, c.num_heads, c.num_kv_heads,
-              c.head_dim);
-
-  for (int batch : args.batches) {
-    ASSIGN_OR_RETURN(double rate, DecodeRate(*model, *backend, args, batch));
-    std::printf("decode   batch %4d, context %d: %10.1f tokens/s (%.3f ms/step)\n", batch,
-                args.decode_context, rate, 1e3 * batch / rate);
+  if (args.decode || args.prefill || args.attention) {
+    RETURN_IF_ERROR(RunModelSections(*backend, args, peak));
   }
-  ASSIGN_OR_RETURN(double prefill, PrefillRate(*model, *backend, args));
-  std::printf("prefill  %d tokens in steps of %d: %10.1f tokens/s\n", args.prefill_tokens,
-              std::min(args.prefill_chunk, model->max_batch_tokens()), prefill);
-
-  const int heads = args.attn_heads > 0 ? args.attn_heads : c.num_heads;
-  const int kv_heads = args.attn_kv_heads > 0 ? args.attn_kv_heads : c.num_kv_heads;
-  const int head_dim = args.attn_head_dim > 0 ? args.attn_head_dim : c.head_dim;
-  if (heads % kv_heads != 0) {
-    return absl::InvalidArgumentError("attention: heads must be a multiple of KV heads");
-  }
-  for (int context : args.attn_contexts) {
-    ASSIGN_OR_RETURN(AttentionResult r, AttentionBandwidth(*backend, args.attn_batch, context,
-                                                           heads, kv_heads, head_dim, args.reps));
-    std::printf("attention decode batch %d, context %d (%d heads, %d KV heads, head_dim %d): "
-                "%.3f ms/call, %.0f GB/s = %.1f%% of peak\n",
-                args.attn_batch, context, heads, kv_heads, head_dim, r.ms_per_call, r.gbps,
-                peak > 0 ? 100.0 * r.gbps / peak : 0.0);
-  }
+  if (args.gemm) RETURN_IF_ERROR(RunGemm(*backend, args));
   return absl::OkStatus();
 }
 
