@@ -126,6 +126,9 @@ class CudaBackendTest : public ::testing::Test {
 // ---- MatMul ------------------------------------------------------------------------------------
 
 TEST_F(CudaBackendTest, MatMulMatchesFloatProductForEveryTypeAndShape) {
+  // The f32 kernels (GEMV, tiled GEMM) at 1e-5, whatever SAOLA_CUDA_GEMM says; the cuBLAS path
+  // (TF32) has its own tests and bound below.
+  backend_->set_gemm_options({.path = CudaGemmPath::kTiled});
   struct Shape {
     int64_t rows, cols;
     bool strided;
@@ -168,6 +171,9 @@ TEST_F(CudaBackendTest, MatMulAgreesWithCpuBackendWithinActivationQuantization) 
 }
 
 TEST_F(CudaBackendTest, MatMulVocabularyProjection) {
+  // The f32 kernels (GEMV, tiled GEMM) at 1e-5, whatever SAOLA_CUDA_GEMM says; the cuBLAS path
+  // (TF32) has its own tests and bound below.
+  backend_->set_gemm_options({.path = CudaGemmPath::kTiled});
   const HostWeight hw = MakeWeight(DType::kQ8_0, kVocab, kHidden, false, 5);
   auto dw = backend_->UploadWeight(hw.w);
   ASSERT_TRUE(dw.ok()) << dw.status();
@@ -196,6 +202,9 @@ TEST_F(CudaBackendTest, MatMulWithUnalignedActivations) {
 }
 
 TEST_F(CudaBackendTest, MatMulSharedEqualsSeparateProducts) {
+  // The f32 kernels (GEMV, tiled GEMM) at 1e-5, whatever SAOLA_CUDA_GEMM says; the cuBLAS path
+  // (TF32) has its own tests and bound below.
+  backend_->set_gemm_options({.path = CudaGemmPath::kTiled});
   const HostWeight q = MakeWeight(DType::kQ4_0, kHidden, kHidden, false, 11);
   const HostWeight k = MakeWeight(DType::kQ4_0, kKvHeads * kHeadDim, kHidden, false, 12);
   const HostWeight v = MakeWeight(DType::kQ8_0, kKvHeads * kHeadDim, kHidden, false, 13);
@@ -370,7 +379,8 @@ TEST_F(CudaBackendTest, PrefillGemmPathsMatchFloatProductOnSmolLM2Shapes) {
 
 TEST_F(CudaBackendTest, CublasGemmRunsInSeveralScratchTiles) {
   // 1000 rows in tiles of 288 (the last one 136 rows), of 10 (y's column blocks 40 bytes apart,
-  // not 16-byte aligned), and of one row; and a weight smaller than one tile.
+  // not 16-byte aligned), and of one row; a weight smaller than one tile; the vocabulary
+  // projection under the default limit.
   constexpr size_t kRow = kHidden * sizeof(float);
   struct Case {
     DType type;
@@ -381,7 +391,8 @@ TEST_F(CudaBackendTest, CublasGemmRunsInSeveralScratchTiles) {
                         {DType::kF16, 1000, 10 * kRow},
                         {DType::kQ8_0, 37, 1},
                         {DType::kQ4_0, kFfn, 100 * kRow},
-                        {DType::kBF16, 20, 1000 * kRow}};
+                        {DType::kBF16, 20, 1000 * kRow},
+                        {DType::kQ8_0, kVocab, size_t{64} << 20}};  // 2 tiles by default
   uint32_t seed = 400;
   for (const Case& c : cases) {
     SCOPED_TRACE(testing::Message() << GetDTypeInfo(c.type).name << " rows " << c.rows
