@@ -214,7 +214,12 @@ absl::StatusOr<std::unique_ptr<Collectives>> CreateNcclCollectives(int32_t rank,
   }
   float* scratch = nullptr;
   cudaError_t error = cudaMalloc(&scratch, sizeof(float));
+  // Barrier all-reduces this float: zero it (cudaMalloc does not) so the barrier never reads
+  // uninitialized memory (compute-sanitizer's initcheck flags it) nor sums NaNs. On `stream`: a
+  // plain cudaMemset runs on the legacy stream, which a non-blocking stream does not wait for.
+  if (error == cudaSuccess) error = cudaMemsetAsync(scratch, 0, sizeof(float), stream);
   if (error != cudaSuccess) {
+    cudaFree(scratch);
     ncclCommAbort(comm);
     return absl::InternalError(absl::StrCat("cudaMalloc: ", cudaGetErrorString(error)));
   }
