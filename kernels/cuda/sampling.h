@@ -30,7 +30,7 @@
 // given draw may differ; sorting those candidates on the CPU (k log k, k <= 256 on that path)
 // would make the two agree token for token.
 //
-// Cost and layout: one 512-thread block per row, everything in shared memory (about 11 KB), no
+// Cost and layout: one 512-thread block per row, everything in shared memory (14.1 KB), no
 // full sort of the vocab. Ordered selections (the k-th logit, the top-p boundary, the drawn
 // token) are a radix select over the 32-bit order-preserving key, 8 bits per pass: four passes
 // over the row, each a shared histogram of counts or masses, then one pass over the tokens that
