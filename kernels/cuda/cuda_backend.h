@@ -147,8 +147,9 @@ class CudaBackend final : public Backend {
   CudaBackend(int device, CUstream_st* stream, const CudaGemmOptions& gemm_options);
   // Records the first failure; returns true when `status` (a cudaError_t) is success.
   bool Check(int status, const char* what);
-  // MatMul through cuBLAS on dequantized tiles; the handle is made on first use (decode-only
-  // users never load cuBLAS) and its errors are recorded as the CUDA ones.
+  // MatMul through cuBLAS on dequantized tiles; the handle is made on first use (a backend that
+  // only decodes holds no handle, workspace or scratch) and its errors are recorded as the CUDA
+  // ones.
   void CublasMatMul(const Weight& w, const float* x, int64_t n, float* y);
   // Ensures the split-attention workspace holds `floats` floats.
   float* Workspace(size_t floats);
