@@ -12,6 +12,10 @@
 // copy. Results the caller reads on the host (logits) go through CopyToHost, which is a plain
 // read of host memory on the CPU; HostAddressable() says whether that copy can be skipped.
 //
+// Sampling next to the logits: a device backend may also pick tokens itself (SampleRows, by the
+// rule of kernels/row_sampling.h), so a decode step copies back token ids instead of
+// [rows, vocab] logits. Backends whose logits are host memory anyway (the CPU) leave it out.
+//
 // Shapes are row-major; "n" is the number of token rows in the step's batch.
 #pragma once
 
@@ -24,6 +28,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "kernels/dtype.h"
+#include "kernels/row_sampling.h"
 
 namespace saola::kernels {
 
@@ -152,6 +157,19 @@ class Backend {
   virtual absl::Status CopyToHost(void* host_dst, const void* src, size_t bytes) {
     if (bytes > 0) std::memcpy(host_dst, src, bytes);
     return absl::OkStatus();
+  }
+
+  // ---- Sampling (see the file comment); a backend overrides both or neither. ----
+
+  /// True when SampleRows is implemented.
+  virtual bool SamplesRows() const { return false; }
+
+  /// out[i] (host memory) = the token that params[i] picks from row i of `logits` (backend memory,
+  /// [params.size(), vocab]), once all queued work is done; returns the first error that work
+  /// met, as CopyToHost.
+  virtual absl::Status SampleRows(const float* /*logits*/, int64_t /*vocab*/,
+                                  std::span<const RowSampling> /*params*/, int32_t* /*out*/) {
+    return absl::UnimplementedError("this backend does not sample");
   }
 };
 

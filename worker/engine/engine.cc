@@ -293,16 +293,22 @@ void Engine::RunStep() {
 
   batch_.token_ids.clear();
   batch_.seqs.clear();
+  // Where the backend samples (a GPU), the requests that need nothing but the token are sampled
+  // there and only their ids come back; the rest bring their logits row to the host sampler.
+  const bool backend_samples = runner_.SamplesOnBackend();
   for (const ScheduledChunk& chunk : plan.chunks) {
-    const Sequence& seq = *chunk.seq;
+    Sequence& seq = *chunk.seq;
     const auto begin = seq.tokens().begin() + seq.num_computed;
     batch_.token_ids.insert(batch_.token_ids.end(), begin, begin + chunk.num_tokens);
     batch_.seqs.push_back({.num_tokens = chunk.num_tokens,
                            .context_len = seq.num_computed + chunk.num_tokens,
                            .block_table = seq.lease.blocks(),
                            .num_logits = chunk.sample ? 1 : 0});
+    if (chunk.sample && backend_samples && seq.sampler().SamplesOnBackend()) {
+      batch_.seqs.back().backend_sampling = seq.sampler().NextRowSampling();
+    }
   }
-  absl::StatusOr<std::span<const float>> logits = runner_.Run(batch_, *kv_);
+  absl::StatusOr<model::StepOutput> logits = runner_.Run(batch_, *kv_);
   if (!logits.ok() && IsRunnerBroken(logits.status())) {
     // A shard-group rank died or hangs: no step can run again. Everything fails at once, with
     // the runner's message (it names the rank), and the owner is told so it can exit.
@@ -327,21 +333,26 @@ void Engine::RunStep() {
     return;
   }
   const int32_t vocab = model_.config().vocab_size;
-  int64_t row = 0;
-  for (const ScheduledChunk& chunk : plan.chunks) {
-    std::span<const float> seq_logits;
-    if (chunk.sample) seq_logits = logits->subspan(row++ * vocab, vocab);
-    ApplyChunk(chunk, seq_logits);
+  size_t host_row = 0;
+  size_t backend_row = 0;
+  for (size_t i = 0; i < plan.chunks.size(); ++i) {
+    const ScheduledChunk& chunk = plan.chunks[i];
+    std::optional<SampledToken> token;
+    if (batch_.seqs[i].backend_sampling) {
+      token = SampledToken{.id = logits->sampled[backend_row++]};
+    } else if (chunk.sample) {
+      token = chunk.seq->sampler().Sample(logits->logits.subspan(host_row++ * vocab, vocab));
+    }
+    ApplyChunk(chunk, std::move(token));
   }
 }
 
-void Engine::ApplyChunk(const ScheduledChunk& chunk, std::span<const float> logits) {
+void Engine::ApplyChunk(const ScheduledChunk& chunk, std::optional<SampledToken> token) {
   Sequence* seq = chunk.seq;
   seq->num_computed += chunk.num_tokens;
   CommitFullBlocks(*seq);
-  if (!chunk.sample) return;
-  const SampledToken token = seq->sampler().Sample(logits);
-  RequestOutput out = seq->AppendToken(token, context_limit_);
+  if (!token) return;
+  RequestOutput out = seq->AppendToken(*token, context_limit_);
   const Clock::time_point now = Clock::now();
   if (!seq->first_token_time) {
     seq->first_token_time = now;

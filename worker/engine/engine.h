@@ -14,6 +14,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -84,7 +85,7 @@ class Engine {
     StepRunner* step_runner = nullptr;
     /// Called once, on the engine thread, when the runner breaks (IsRunnerBroken), just before
     /// every live request fails with UNAVAILABLE; Submit answers UNAVAILABLE from then on.
-    std::function<void(const absl::Status&)> on_runner_broken;
+    std::function<void(const absl::Status&)> on_runner_broken = nullptr;
   };
 
   /// Allocates the KV cache and starts the engine thread. The model, backend and tokenizer must
@@ -138,7 +139,8 @@ class Engine {
   void ExpireAndAbort();
   void RunStep();
   void FailAll(const absl::Status& status, bool observe);
-  void ApplyChunk(const ScheduledChunk& chunk, std::span<const float> logits);
+  // Advances the chunk's sequence; `token` is its next token when the chunk sampled one.
+  void ApplyChunk(const ScheduledChunk& chunk, std::optional<SampledToken> token);
   void CommitFullBlocks(Sequence& seq);
   void Finish(Sequence* seq, const RequestOutput& last);
   void Release(Sequence* seq);

@@ -80,7 +80,8 @@ absl::StatusOr<GenerateResult> Generator::Generate(const std::vector<int32_t>& p
     seq.num_tokens = static_cast<int32_t>(end - begin);
     seq.context_len = static_cast<int32_t>(end);
     seq.num_logits = end == prompt.size() ? 1 : 0;
-    ASSIGN_OR_RETURN(logits, runner_.Run(batch, *kv_));
+    ASSIGN_OR_RETURN(const model::StepOutput out, runner_.Run(batch, *kv_));
+    logits = out.logits;
     begin = end;
   }
   result.prefill_seconds = Now() - prefill_start;
@@ -101,7 +102,8 @@ absl::StatusOr<GenerateResult> Generator::Generate(const std::vector<int32_t>& p
     seq.num_tokens = 1;
     seq.context_len = ++context;
     seq.num_logits = 1;
-    ASSIGN_OR_RETURN(logits, runner_.Run(batch, *kv_));
+    ASSIGN_OR_RETURN(const model::StepOutput out, runner_.Run(batch, *kv_));
+    logits = out.logits;
     ++result.decode_steps;
   }
   result.decode_seconds = Now() - decode_start;

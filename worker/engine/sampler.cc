@@ -202,8 +202,8 @@ double DropWeightsBelow(float threshold, Scratch& s) {
 
 // A draw from the dense weights: the block first (retracing the total's partial sums, so u < total
 // always lands in a block with weight), then the token within it.
-int32_t DrawDense(double total, std::mt19937_64& rng, const Scratch& s) {
-  const double u = Uniform(rng) * total;
+int32_t DrawDense(double total, double uniform, const Scratch& s) {
+  const double u = uniform * total;
   double before = 0;
   size_t b = 0;
   while (b + 1 < s.block_sums.size() && !(u < before + s.block_sums[b])) {
@@ -224,8 +224,10 @@ int32_t DrawDense(double total, std::mt19937_64& rng, const Scratch& s) {
   return static_cast<int32_t>(last_positive);
 }
 
-// The k best finite logits (k < vocab), as candidates; sorted best first when `sort`.
-void SelectTopK(std::span<const float> logits, size_t k, bool sort, Scratch& s) {
+// The k best finite logits (k < vocab), as candidates sorted best first (logit desc, id asc): the
+// draw walks them in that order, which depends on the values alone, so a backend that samples
+// (kernels/row_sampling.h) picks the same token for the same draw.
+void SelectTopK(std::span<const float> logits, size_t k, Scratch& s) {
   std::vector<Candidate>& c = s.candidates;
   c.clear();
   if (k <= kMaxHeapTopK) {
@@ -253,7 +255,7 @@ void SelectTopK(std::span<const float> logits, size_t k, bool sort, Scratch& s) 
       for (size_t j = i; j < i + 4; ++j) consider(j);
     }
     for (; i < n; ++i) consider(i);
-    if (sort) std::sort_heap(c.begin(), c.end(), kHigher);
+    std::sort_heap(c.begin(), c.end(), kHigher);
     return;
   }
   for (size_t i = 0; i < logits.size(); ++i) {
@@ -263,7 +265,7 @@ void SelectTopK(std::span<const float> logits, size_t k, bool sort, Scratch& s) 
     std::nth_element(c.begin(), c.begin() + static_cast<ptrdiff_t>(k), c.end(), kHigher);
     c.resize(k);
   }
-  if (sort) std::sort(c.begin(), c.end(), kHigher);
+  std::sort(c.begin(), c.end(), kHigher);
 }
 
 // Top-p over candidates sorted best first: keeps the shortest prefix whose mass reaches `target`
@@ -338,7 +340,7 @@ double GatherTopP(double target, Scratch& s) {
 }
 
 // Min-p over the candidates, then the draw; `total` is their mass.
-int32_t DrawCandidates(const SamplingParams& params, double total, std::mt19937_64& rng,
+int32_t DrawCandidates(const SamplingParams& params, double total, double uniform,
                        std::vector<Candidate>& c) {
   if (params.min_p > 0) {
     float max_weight = 0;
@@ -350,7 +352,7 @@ int32_t DrawCandidates(const SamplingParams& params, double total, std::mt19937_
   }
   if (c.empty()) return 0;  // not reached: the largest weight, 1, always survives
   // Summing in the same order as `total`, so that u < total is always reached but for rounding.
-  const double u = Uniform(rng) * total;
+  const double u = uniform * total;
   double cumulative = 0;
   for (const Candidate& x : c) {
     cumulative += x.value;
@@ -364,12 +366,12 @@ int32_t DrawCandidates(const SamplingParams& params, double total, std::mt19937_
 
 // Temperature, top-k, top-p, min-p and the draw (temperature > 0 with a finite 1 / temperature).
 int32_t Draw(const SamplingParams& params, float inv_t, std::span<const float> logits,
-             std::mt19937_64& rng, Scratch& s) {
+             double uniform, Scratch& s) {
   const bool top_p = params.top_p < 1.0f;
   const double top_p_fraction = std::max(params.top_p, 0.0f);
   if (params.top_k > 0 && static_cast<size_t>(params.top_k) < logits.size()) {
     // Top-k on the logits (temperature does not change the order), then weights for the k.
-    SelectTopK(logits, static_cast<size_t>(params.top_k), top_p, s);
+    SelectTopK(logits, static_cast<size_t>(params.top_k), s);
     if (s.candidates.empty()) return Sampler::Argmax(logits);
     float max = -kInf;
     for (const Candidate& c : s.candidates) max = std::max(max, c.value);
@@ -380,7 +382,7 @@ int32_t Draw(const SamplingParams& params, float inv_t, std::span<const float> l
       total += c.value;
     }
     if (top_p) total = KeepSortedPrefix(total * top_p_fraction, s.candidates);
-    return DrawCandidates(params, total, rng, s.candidates);
+    return DrawCandidates(params, total, uniform, s.candidates);
   }
 
   // Dense: weights for the whole vocab, four lanes at a time; the largest weight is exactly 1.
@@ -389,10 +391,10 @@ int32_t Draw(const SamplingParams& params, float inv_t, std::span<const float> l
   double total = ExpWeights(logits, max, inv_t, s);
   if (top_p) {
     total = GatherTopP(total * top_p_fraction, s);
-    return DrawCandidates(params, total, rng, s.candidates);
+    return DrawCandidates(params, total, uniform, s.candidates);
   }
   if (params.min_p > 0) total = DropWeightsBelow(params.min_p, s);
-  return DrawDense(total, rng, s);
+  return DrawDense(total, uniform, s);
 }
 
 // The logits with the penalties applied (a copy in the scratch), or `logits` itself when off.
@@ -508,6 +510,27 @@ void Sampler::Accept(int32_t token) {
   if (penalize_) ++counts_[token];
 }
 
+kernels::RowSampling Sampler::NextRowSampling() {
+  kernels::RowSampling row{.temperature = params_.temperature,
+                           .top_k = params_.top_k,
+                           .top_p = params_.top_p,
+                           .min_p = params_.min_p};
+  // Exactly one draw per non-greedy step, whoever samples and whatever the row holds, so the
+  // generator stays in step across devices.
+  if (!kernels::IsGreedy(row)) row.uniform = Uniform(rng_);
+  return row;
+}
+
+int32_t Sampler::SampleRow(const kernels::RowSampling& row, std::span<const float> logits) {
+  if (kernels::IsGreedy(row)) return Argmax(logits);
+  SamplingParams params;
+  params.temperature = row.temperature;
+  params.top_k = row.top_k;
+  params.top_p = row.top_p;
+  params.min_p = std::min(row.min_p, 1.0f);
+  return Draw(params, 1.0f / row.temperature, logits, row.uniform, ThreadScratch());
+}
+
 int32_t Sampler::Argmax(std::span<const float> logits) {
   // The largest value four lanes at a time, then the first index holding it (-0.0 == 0.0).
   const float best = RowMax(logits, /*sanitize=*/false);
@@ -520,10 +543,7 @@ SampledToken Sampler::Sample(std::span<const float> logits) {
   Scratch& scratch = ThreadScratch();
   const std::span<const float> penalized =
       penalize_ ? ApplyPenalties(params_, counts_, logits, scratch) : logits;
-  // A temperature so small that 1 / temperature overflows is greedy in effect.
-  const float inv_t = 1.0f / params_.temperature;
-  const bool greedy = !(params_.temperature > 0) || !std::isfinite(inv_t) || params_.top_k == 1;
-  out.id = greedy ? Argmax(penalized) : Draw(params_, inv_t, penalized, rng_, scratch);
+  out.id = SampleRow(NextRowSampling(), penalized);
   if (params_.logprobs || params_.top_logprobs > 0) {
     FillLogprobs(params_.top_logprobs, logits, out, scratch);
   }

@@ -22,8 +22,10 @@
 //   (9%-wide buckets), keeping every bucket above the one where the mass is reached and sorting
 //   only that one. Min-p then drops tokens with p < min_p * p_max. The draw is from the
 //   renormalized survivors with the request's own std::mt19937_64 seeded from
-//   SamplingParams::seed, so the same seed gives the same tokens whatever else shares the batch
-//   (on the same build and CPU architecture).
+//   SamplingParams::seed (one draw per non-greedy step), so the same seed gives the same tokens
+//   whatever else shares the batch (on the same build and CPU architecture). Top-k candidates
+//   are walked in (logit desc, id asc) order, which a backend sampler reproduces
+//   (kernels/row_sampling.h, NextRowSampling).
 // * Log-probabilities (logprobs / top_logprobs) are those of the model's raw distribution, the
 //   log-softmax of the logits before penalties, temperature and truncation, as vLLM reports by
 //   default: they describe the model, not the sampling settings. A token whose raw logit is -inf
@@ -43,6 +45,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "kernels/row_sampling.h"
 
 namespace saola::engine {
 
@@ -73,7 +76,7 @@ struct SampledToken {
   float logprob = 0;
   /// The top_logprobs most likely tokens under the raw distribution, as (id, logprob), most likely
   /// first, lower id first among equals.
-  std::vector<std::pair<int32_t, float>> top;
+  std::vector<std::pair<int32_t, float>> top = {};
 };
 
 class Sampler {
@@ -88,7 +91,23 @@ class Sampler {
   /// Records a generated token for the penalties.
   void Accept(int32_t token);
 
+  /// Whether a backend may pick this request's tokens from the raw logits (Backend::SampleRows)
+  /// with the same result as Sample: not with penalties (they need this request's token counts)
+  /// or log-probabilities (they need the whole row on the host).
+  bool SamplesOnBackend() const {
+    return !penalize_ && !params_.logprobs && params_.top_logprobs == 0;
+  }
+
+  /// This step's settings for a backend that samples, taking the step's draw from this request's
+  /// generator when the step is not greedy, exactly as Sample does (so steps sampled here and on
+  /// a backend can alternate).
+  kernels::RowSampling NextRowSampling();
+
   const SamplingParams& params() const { return params_; }
+
+  /// The token `row` picks from `logits` (not empty), penalties already applied: the rule of
+  /// kernels/row_sampling.h on the host, as Sample runs it and a backend sampler must match.
+  static int32_t SampleRow(const kernels::RowSampling& row, std::span<const float> logits);
 
   /// Index of the largest logit, lowest index among equals; NaN is ignored; 0 when no logit is
   /// above -inf (or the row is empty).

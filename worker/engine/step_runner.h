@@ -16,22 +16,26 @@ class StepRunner {
  public:
   virtual ~StepRunner() = default;
 
-  /// Runs `batch` against `kv` and returns the logits as LlamaModel::Forward does (valid until the
-  /// next call). UNAVAILABLE or DEADLINE_EXCEEDED mean the runner is broken for good (a rank of the
+  /// Runs `batch` against `kv` and returns what LlamaModel::Step does (valid until the next
+  /// call). UNAVAILABLE or DEADLINE_EXCEEDED mean the runner is broken for good (a rank of the
   /// shard group died or hangs): callers fail all their work and stop. Any other error concerns
   /// this batch only.
-  virtual absl::StatusOr<std::span<const float>> Run(const model::StepBatch& batch,
-                                                     model::KvCacheStorage& kv) = 0;
+  virtual absl::StatusOr<model::StepOutput> Run(const model::StepBatch& batch,
+                                                model::KvCacheStorage& kv) = 0;
+
+  /// Whether batches may ask for backend_sampling (LlamaModel::SamplesOnBackend).
+  virtual bool SamplesOnBackend() const = 0;
 };
 
 /// The model on this process alone.
 class LocalStepRunner : public StepRunner {
  public:
   explicit LocalStepRunner(model::LlamaModel& model) : model_(model) {}
-  absl::StatusOr<std::span<const float>> Run(const model::StepBatch& batch,
-                                             model::KvCacheStorage& kv) override {
-    return model_.Forward(batch, kv);
+  absl::StatusOr<model::StepOutput> Run(const model::StepBatch& batch,
+                                        model::KvCacheStorage& kv) override {
+    return model_.Step(batch, kv);
   }
+  bool SamplesOnBackend() const override { return model_.SamplesOnBackend(); }
 
  private:
   model::LlamaModel& model_;

@@ -95,6 +95,11 @@ absl::Status LlamaModel::Validate(const StepBatch& batch, const KvCacheStorage& 
           absl::StrFormat("batch: sequence %d asks logits for %d of %d tokens", i, s.num_logits,
                           s.num_tokens));
     }
+    if (s.backend_sampling && (s.num_logits != 1 || !backend_.SamplesRows())) {
+      return absl::InvalidArgumentError(absl::StrFormat(
+          "batch: sequence %d asks the backend to sample %s", i,
+          s.num_logits != 1 ? "without exactly one logit row" : "but it does not sample"));
+    }
     const int64_t blocks_needed = (s.context_len + shape.block_size - 1) / shape.block_size;
     if (static_cast<int64_t>(s.block_table.size()) < blocks_needed) {
       return absl::InvalidArgumentError(absl::StrFormat(
@@ -162,15 +167,27 @@ absl::Status LlamaModel::RunLayer(int layer, int64_t n, KvCacheStorage& kv,
 
 absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batch,
                                                            KvCacheStorage& kv) {
+  for (const SequenceStep& s : batch.seqs) {
+    if (s.backend_sampling) return absl::InvalidArgumentError("batch: Forward does not sample");
+  }
+  ASSIGN_OR_RETURN(const StepOutput out, Step(batch, kv));
+  return out.logits;
+}
+
+absl::StatusOr<StepOutput> LlamaModel::Step(const StepBatch& batch, KvCacheStorage& kv) {
   RETURN_IF_ERROR(Validate(batch, kv));
   const int64_t n = static_cast<int64_t>(batch.token_ids.size());
   const int32_t block_size = kv.block_size();
 
-  // Positions, KV slots, attention ranges and the rows that need logits.
+  // Positions, KV slots, attention ranges and the rows that need logits: the rows the backend
+  // samples first (their logits never leave the backend), then the rows whose logits the host
+  // reads, each group in batch order.
   positions_.clear();
   slots_.clear();
   attention_seqs_.clear();
   logit_rows_.clear();
+  row_sampling_.clear();
+  host_rows_.clear();
   int32_t row = 0;
   for (const SequenceStep& s : batch.seqs) {
     kernels::AttentionSeq a;
@@ -183,10 +200,17 @@ absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batc
       const int32_t pos = s.context_len - s.num_tokens + i;
       positions_.push_back(pos);
       slots_.push_back(s.block_table[pos / block_size] * block_size + pos % block_size);
-      if (i >= s.num_tokens - s.num_logits) logit_rows_.push_back(row + i);
+    }
+    const int32_t first_logit = row + s.num_tokens - s.num_logits;
+    if (s.backend_sampling) {
+      logit_rows_.push_back(first_logit);
+      row_sampling_.push_back(*s.backend_sampling);
+    } else {
+      for (int32_t r = first_logit; r < row + s.num_tokens; ++r) host_rows_.push_back(r);
     }
     row += s.num_tokens;
   }
+  logit_rows_.insert(logit_rows_.end(), host_rows_.begin(), host_rows_.end());
 
   const int64_t dim = config_.hidden_dim;
   backend_.Embed(weights_.token_embedding, batch.token_ids.data(), n, F(x_));
@@ -201,7 +225,7 @@ absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batc
   // by an Embed over x_ seen as an F32 table (a plain row copy), which works in any backend's
   // memory.
   const int64_t m = static_cast<int64_t>(logit_rows_.size());
-  if (m == 0) return std::span<const float>();
+  if (m == 0) return StepOutput{};
   float* selected = F(h_);
   kernels::Weight rows_of_x;
   rows_of_x.type = kernels::DType::kF32;
@@ -220,11 +244,25 @@ absl::StatusOr<std::span<const float>> LlamaModel::Forward(const StepBatch& batc
     logits_capacity_ = m;
   }
   backend_.MatMul(weights_.output, selected, m, F(logits_));
-  const size_t count = size_t(m) * config_.vocab_size;
-  if (backend_.HostAddressable()) return std::span<const float>(F(logits_), count);
+
+  StepOutput out;
+  const int64_t vocab = config_.vocab_size;
+  const size_t sampled = row_sampling_.size();
+  if (sampled > 0) {
+    sampled_.resize(sampled);
+    RETURN_IF_ERROR(backend_.SampleRows(F(logits_), vocab, row_sampling_, sampled_.data()));
+    out.sampled = sampled_;
+  }
+  const float* host_part = F(logits_) + sampled * vocab;
+  const size_t count = host_rows_.size() * vocab;
+  if (count == 0 || backend_.HostAddressable()) {
+    out.logits = std::span<const float>(host_part, count);
+    return out;
+  }
   host_logits_.resize(count);
-  RETURN_IF_ERROR(backend_.CopyToHost(host_logits_.data(), F(logits_), count * sizeof(float)));
-  return std::span<const float>(host_logits_.data(), count);
+  RETURN_IF_ERROR(backend_.CopyToHost(host_logits_.data(), host_part, count * sizeof(float)));
+  out.logits = std::span<const float>(host_logits_.data(), count);
+  return out;
 }
 
 }  // namespace saola::model

@@ -28,6 +28,14 @@ namespace saola::model {
 
 class GgufFile;
 
+/// What a step returns, in host memory, valid until the next step.
+struct StepOutput {
+  /// [rows, vocab]: the logit rows of the sequences without backend_sampling, in batch order.
+  std::span<const float> logits;
+  /// One token per sequence with backend_sampling, in batch order.
+  std::span<const int32_t> sampled;
+};
+
 class LlamaModel {
  public:
   struct Options {
@@ -49,10 +57,16 @@ class LlamaModel {
   /// The KV shape this rank needs for `num_blocks` blocks of `block_size` slots.
   KvCacheStorage::Shape KvShape(int32_t num_blocks, int32_t block_size) const;
 
-  /// Runs one step. Returns the logits [sum of num_logits, vocab] in batch order, in host memory
-  /// whatever the backend; valid until the next call. INVALID_ARGUMENT for a malformed batch
-  /// (nothing is written to the cache then).
+  /// Runs one step. The logits of the rows the backend did not sample come back to host memory
+  /// whatever the backend. INVALID_ARGUMENT for a malformed batch (nothing is written to the
+  /// cache then), including backend_sampling on a backend that does not sample.
+  absl::StatusOr<StepOutput> Step(const StepBatch& batch, KvCacheStorage& kv);
+
+  /// Step for a batch without backend_sampling: the logits [sum of num_logits, vocab].
   absl::StatusOr<std::span<const float>> Forward(const StepBatch& batch, KvCacheStorage& kv);
+
+  /// Whether StepBatch::backend_sampling may be used (Backend::SamplesRows).
+  bool SamplesOnBackend() const { return backend_.SamplesRows(); }
 
  private:
   LlamaModel(kernels::Backend& backend, ModelConfig config, LlamaWeights weights,
@@ -71,7 +85,10 @@ class LlamaModel {
   std::vector<int32_t> positions_;
   std::vector<int32_t> slots_;
   std::vector<kernels::AttentionSeq> attention_seqs_;
-  std::vector<int32_t> logit_rows_;
+  std::vector<int32_t> logit_rows_;  // backend-sampled rows first, then the host rows
+  std::vector<kernels::RowSampling> row_sampling_;
+  std::vector<int32_t> host_rows_;
+  std::vector<int32_t> sampled_;
 
   // Activations, sized for max_batch_tokens rows.
   kernels::Buffer x_, h_, q_, k_, v_, attn_, proj_, gate_, up_;

@@ -2,8 +2,11 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <vector>
+
+#include "kernels/row_sampling.h"
 
 namespace saola::model {
 
@@ -20,6 +23,9 @@ struct SequenceStep {
   /// Logits wanted for the last `num_logits` new tokens (0: none, 1: next-token, num_tokens:
   /// every position, as speculative verification needs).
   int32_t num_logits = 1;
+  /// Set (with num_logits == 1, on a backend that SamplesRows) to have the backend pick the next
+  /// token with these settings: the step then returns the token, not the row of logits.
+  std::optional<kernels::RowSampling> backend_sampling = std::nullopt;
 };
 
 struct StepBatch {

@@ -89,22 +89,30 @@ absl::StatusOr<std::unique_ptr<ShardGroup>> ShardGroup::Start(ShardGroupOptions 
 
 ShardGroup::~ShardGroup() { Stop(); }
 
-absl::StatusOr<std::span<const float>> ShardGroup::Run(const model::StepBatch& batch,
-                                                       model::KvCacheStorage& kv) {
+absl::StatusOr<model::StepOutput> ShardGroup::Run(const model::StepBatch& batch,
+                                                  model::KvCacheStorage& kv) {
   if (model_ == nullptr) return absl::FailedPreconditionError("shard group: no model attached");
+  // The other ranks never see backend_sampling, so a batch rank 0 would refuse for it alone must
+  // be refused before it is sent, or rank 0 would leave the others waiting in a collective.
+  for (const model::SequenceStep& s : batch.seqs) {
+    if (s.backend_sampling && (s.num_logits != 1 || !model_->SamplesOnBackend())) {
+      return absl::InvalidArgumentError("batch: backend_sampling needs one logit row and a "
+                                        "backend that samples");
+    }
+  }
   std::lock_guard lock(step_mu_);
   if (absl::Status broken = failure(); !broken.ok()) return broken;
   EncodeStep(batch, kv.num_blocks(), kv.block_size(), &payload_);
   if (absl::Status sent = SendLocked(StepMessageKind::kStep, payload_); !sent.ok()) {
     return Break(sent);
   }
-  absl::StatusOr<std::span<const float>> logits = model_->Forward(batch, kv);
+  absl::StatusOr<model::StepOutput> out = model_->Step(batch, kv);
   // INVALID_ARGUMENT is the batch's own fault, found before any collective ran; every rank
   // rejects the same batch the same way, so the group is still in step.
-  if (!logits.ok() && logits.status().code() != absl::StatusCode::kInvalidArgument) {
-    return Break(logits.status());
+  if (!out.ok() && out.status().code() != absl::StatusCode::kInvalidArgument) {
+    return Break(out.status());
   }
-  return logits;
+  return out;
 }
 
 absl::Status ShardGroup::failure() const {

@@ -7,7 +7,7 @@
 //   rank 0 (engine thread)                       rank r > 0 (shard_rank.h loop)
 //   Run(batch): Broadcast(header) ───────────▶   Broadcast(header)
 //               Broadcast(payload) ──────────▶   Broadcast(payload), decode
-//               model.Forward ◀── all-reduce ──▶ model.Forward (logits dropped)
+//               model.Step ◀──── all-reduce ───▶ model.Step (logits dropped)
 //
 // Failure: a rank that dies or hangs must not hang the group. The collectives fail within the
 // timeout (at once when a peer process is gone); Run then answers UNAVAILABLE naming the rank,
@@ -76,8 +76,12 @@ class ShardGroup : public engine::StepRunner {
 
   /// Broadcasts `batch` and the KV shape to every rank, then runs rank 0's shard. UNAVAILABLE
   /// naming the rank once the group is broken.
-  absl::StatusOr<std::span<const float>> Run(const model::StepBatch& batch,
-                                             model::KvCacheStorage& kv) override;
+  /// backend_sampling stays on rank 0 (the other ranks drop their logits anyway).
+  absl::StatusOr<model::StepOutput> Run(const model::StepBatch& batch,
+                                        model::KvCacheStorage& kv) override;
+  bool SamplesOnBackend() const override {
+    return model_ != nullptr && model_->SamplesOnBackend();
+  }
 
   /// OK, or why the group broke.
   absl::Status failure() const;

@@ -215,6 +215,79 @@ TEST(SamplerTest, OtherRequestsDoNotChangeASeededSequence) {
   EXPECT_EQ(got, expected);
 }
 
+// A backend that samples (kernels/row_sampling.h) gets NextRowSampling's settings and applies
+// SampleRow's rule; steps sampled that way and steps sampled by Sample can alternate within one
+// request and give the tokens Sample alone gives, for every kind of truncation.
+TEST(SamplerTest, StepsSampledElsewhereKeepTheSeededSequence) {
+  const std::vector<float> logits = RandomLogits(3000, 9, -3.0f, 3.0f);
+  struct Case {
+    const char* name;
+    SamplingParams params;
+  };
+  std::vector<Case> cases;
+  const auto add = [&](const char* name, float t, int32_t k, float p, float min_p) {
+    SamplingParams params;
+    params.temperature = t;
+    params.top_k = k;
+    params.top_p = p;
+    params.min_p = min_p;
+    params.seed = 11;
+    cases.push_back({name, params});
+  };
+  add("greedy", 0.0f, 0, 1.0f, 0.0f);
+  add("dense", 1.0f, 0, 1.0f, 0.0f);
+  add("top-k", 0.7f, 40, 1.0f, 0.0f);
+  add("top-k heap path beyond", 0.7f, 400, 1.0f, 0.0f);
+  add("top-p", 1.3f, 0, 0.9f, 0.0f);
+  add("top-k top-p min-p", 0.9f, 60, 0.8f, 0.05f);
+  add("min-p", 1.0f, 0, 1.0f, 0.2f);
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.name);
+    Sampler alone(c.params);
+    Sampler split(c.params);
+    ASSERT_TRUE(split.SamplesOnBackend());
+    for (int step = 0; step < 40; ++step) {
+      const int32_t expected = alone.Sample(logits).id;
+      const int32_t got = step % 2 == 0 ? Sampler::SampleRow(split.NextRowSampling(), logits)
+                                        : split.Sample(logits).id;
+      ASSERT_EQ(got, expected) << "step " << step;
+    }
+  }
+}
+
+TEST(SamplerTest, PenaltiesAndLogprobsKeepSamplingOnTheHost) {
+  SamplingParams params;
+  EXPECT_TRUE(Sampler(params).SamplesOnBackend());
+  params.repetition_penalty = 1.1f;
+  EXPECT_FALSE(Sampler(params).SamplesOnBackend());
+  params = {};
+  params.frequency_penalty = 0.5f;
+  EXPECT_FALSE(Sampler(params).SamplesOnBackend());
+  params = {};
+  params.logprobs = true;
+  EXPECT_FALSE(Sampler(params).SamplesOnBackend());
+  params = {};
+  params.top_logprobs = 3;
+  EXPECT_FALSE(Sampler(params).SamplesOnBackend());
+}
+
+// Top-k candidates are drawn in (logit desc, id asc) order, whatever order the scan met them in:
+// with four equally likely candidates, draws in the first, second, third and fourth quarter of
+// [0, 1) pick them in that order.
+TEST(SamplerTest, TopKDrawsWalkCandidatesBestFirst) {
+  std::vector<float> logits(1000, -5.0f);
+  logits[700] = 2.0f;
+  logits[3] = 2.0f;
+  logits[500] = 2.0f;
+  logits[42] = 2.0f;
+  const std::vector<int32_t> order = {3, 42, 500, 700};
+  for (int quarter = 0; quarter < 4; ++quarter) {
+    kernels::RowSampling row{.temperature = 1.0f, .top_k = 4};
+    row.uniform = 0.25 * quarter + 0.125;
+    EXPECT_EQ(Sampler::SampleRow(row, logits), order[quarter]) << quarter;
+  }
+}
+
 const std::vector<double> kProbs = {0.1, 0.2, 0.3, 0.4, 0.0};
 
 TEST(SamplerTest, TemperatureOneFollowsTheDistribution) {
