@@ -14,6 +14,7 @@
 #include "kernels/cuda/attention_plan.h"
 #include "kernels/cuda/gemm_cublas.h"
 #include "kernels/cuda/launch.h"
+#include "kernels/cuda/sampling.h"
 
 namespace saola::kernels::cuda {
 namespace {
@@ -59,10 +60,11 @@ CudaBackend::CudaBackend(int device, CUstream_st* stream, const CudaGemmOptions&
     : device_(device), stream_(stream), gemm_options_(gemm_options) {}
 
 CudaBackend::~CudaBackend() {
+  Bind();
   cudaStreamSynchronize(stream_);
   cublas_.reset();  // before its stream goes
   cudaFree(workspace_);
-  cudaFree(argmax_out_);
+  cudaFree(tokens_);
   cudaStreamDestroy(stream_);
 }
 
@@ -74,8 +76,10 @@ const void* CudaBackend::Mirror::Send(CudaBackend& backend, const void* host, si
     return device_;  // the device already holds these bytes (copies are ordered on the stream)
   }
   if (bytes > capacity_) {
-    // cudaFree waits for the device, so kernels still reading the old mirror finish first.
+    // cudaFree waits for the device, so kernels still reading the old mirror finish first. The
+    // remembered bytes go with it: if the allocation fails they must not be "already sent".
     const size_t want = std::max(bytes, 2 * capacity_);
+    valid_ = false;
     cudaFree(device_);
     device_ = nullptr;
     capacity_ = 0;
@@ -91,6 +95,12 @@ const void* CudaBackend::Mirror::Send(CudaBackend& backend, const void* host, si
   last_.assign(static_cast<const uint8_t*>(host), static_cast<const uint8_t*>(host) + bytes);
   valid_ = true;
   return device_;
+}
+
+void CudaBackend::Bind() {
+  int current = -1;  // cudaGetDevice reads the runtime's thread state: no driver call
+  if (cudaGetDevice(&current) == cudaSuccess && current == device_) return;
+  Check(cudaSetDevice(device_), "cudaSetDevice");
 }
 
 bool CudaBackend::Check(int status, const char* what) {
@@ -113,6 +123,7 @@ float* CudaBackend::Workspace(size_t floats) {
 }
 
 Buffer CudaBackend::Allocate(size_t bytes) {
+  Bind();
   void* p = nullptr;
   if (cudaMalloc(&p, std::max<size_t>(bytes, 1)) != cudaSuccess) {
     (void)cudaGetLastError();
@@ -128,6 +139,7 @@ Buffer CudaBackend::Allocate(size_t bytes) {
 }
 
 void CudaBackend::MatMul(const Weight& w, const float* x, int64_t n, float* y) {
+  Bind();
   SAOLA_CHECK(CudaMatMulSupports(w.type));
   SAOLA_CHECK(GetDTypeInfo(w.type).block_elems == 1 || w.cols % 32 == 0);
   if (n > internal::kMaxGemvTokens &&
@@ -156,6 +168,7 @@ void CudaBackend::CublasMatMul(const Weight& w, const float* x, int64_t n, float
 
 void CudaBackend::MatMulShared(std::span<const Weight> ws, const float* x, int64_t n,
                                std::span<float* const> ys) {
+  Bind();
   SAOLA_CHECK(ws.size() == ys.size());
   // One matmul per weight on the same stream, each choosing its path as MatMul does; x is not
   // transformed, so nothing is shared.
@@ -163,6 +176,7 @@ void CudaBackend::MatMulShared(std::span<const Weight> ws, const float* x, int64
 }
 
 void CudaBackend::Embed(const Weight& table, const int32_t* ids, int64_t n, float* out) {
+  Bind();
   SAOLA_CHECK(CudaMatMulSupports(table.type));
   if (n <= 0) return;
   const void* d_ids = ids_.Send(*this, ids, static_cast<size_t>(n) * sizeof(int32_t));
@@ -173,23 +187,27 @@ void CudaBackend::Embed(const Weight& table, const int32_t* ids, int64_t n, floa
 
 void CudaBackend::RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
                           float* out) {
+  Bind();
   internal::LaunchRmsNorm(x, weight, n, dim, eps, out, stream_);
   Check(cudaGetLastError(), "RmsNorm");
 }
 
 void CudaBackend::AddRmsNorm(float* residual, const float* delta, const float* weight, int64_t n,
                              int64_t dim, float eps, float* out) {
+  Bind();
   internal::LaunchAddRmsNorm(residual, delta, weight, n, dim, eps, out, stream_);
   Check(cudaGetLastError(), "AddRmsNorm");
 }
 
 void CudaBackend::Add(float* x, const float* delta, int64_t n, int64_t dim) {
+  Bind();
   internal::LaunchAdd(x, delta, n, dim, stream_);
   Check(cudaGetLastError(), "Add");
 }
 
 void CudaBackend::Rope(float* x, const int32_t* positions, int64_t n, int32_t num_heads,
                        int32_t head_dim, const RopeParams& params) {
+  Bind();
   if (params.rope_dim / 2 == 0 || n <= 0) return;
   SAOLA_CHECK(params.rope_dim <= head_dim);
   const void* d_pos = positions_.Send(*this, positions, static_cast<size_t>(n) * sizeof(int32_t));
@@ -203,12 +221,14 @@ void CudaBackend::Rope(float* x, const int32_t* positions, int64_t n, int32_t nu
 }
 
 void CudaBackend::SiluMul(const float* gate, const float* up, int64_t n, int64_t dim, float* out) {
+  Bind();
   internal::LaunchSiluMul(gate, up, n, dim, out, stream_);
   Check(cudaGetLastError(), "SiluMul");
 }
 
 void CudaBackend::StoreKv(const float* k, const float* v, const int32_t* slots, int64_t n,
                           const KvLayer& kv) {
+  Bind();
   if (n <= 0) return;
   const void* d_slots = slots_.Send(*this, slots, static_cast<size_t>(n) * sizeof(int32_t));
   if (d_slots == nullptr) return;
@@ -218,6 +238,7 @@ void CudaBackend::StoreKv(const float* k, const float* v, const int32_t* slots, 
 
 void CudaBackend::Attention(const float* q, const KvLayer& kv, std::span<const AttentionSeq> seqs,
                             int32_t num_heads, float scale, float* out) {
+  Bind();
   SAOLA_CHECK(kv.num_kv_heads > 0 && num_heads % kv.num_kv_heads == 0);
   SAOLA_CHECK(kv.head_dim > 0 && kv.head_dim % 2 == 0 && kv.head_dim <= kMaxHeadDim);
   AttentionPlan plan;
@@ -252,6 +273,7 @@ void CudaBackend::Attention(const float* q, const KvLayer& kv, std::span<const A
 }
 
 absl::StatusOr<DeviceWeight> CudaBackend::UploadWeight(const Weight& host) {
+  Bind();
   if (!CudaMatMulSupports(host.type)) {
     return absl::InvalidArgumentError(absl::StrCat(
         "cuda: weights of type ", std::string(GetDTypeInfo(host.type).name), " are not supported"));
@@ -278,6 +300,7 @@ absl::StatusOr<DeviceWeight> CudaBackend::UploadWeight(const Weight& host) {
 }
 
 absl::StatusOr<Buffer> CudaBackend::UploadFloats(const float* host, size_t count) {
+  Bind();
   Buffer b = Allocate(count * sizeof(float));
   if (b == nullptr) return absl::ResourceExhaustedError("cuda: out of memory for floats");
   if (count > 0) {
@@ -289,6 +312,7 @@ absl::StatusOr<Buffer> CudaBackend::UploadFloats(const float* host, size_t count
 }
 
 absl::Status CudaBackend::CopyToDevice(void* device_dst, const void* host_src, size_t bytes) {
+  Bind();
   if (bytes == 0) return absl::OkStatus();
   const cudaError_t e =
       cudaMemcpyAsync(device_dst, host_src, bytes, cudaMemcpyHostToDevice, stream_);
@@ -296,6 +320,7 @@ absl::Status CudaBackend::CopyToDevice(void* device_dst, const void* host_src, s
 }
 
 absl::Status CudaBackend::CopyToHost(void* host_dst, const void* device_src, size_t bytes) {
+  Bind();
   if (bytes > 0) {
     Check(cudaMemcpyAsync(host_dst, device_src, bytes, cudaMemcpyDeviceToHost, stream_),
           "cudaMemcpyAsync (to host)");
@@ -304,30 +329,57 @@ absl::Status CudaBackend::CopyToHost(void* host_dst, const void* device_src, siz
 }
 
 absl::Status CudaBackend::CopyOnDevice(void* device_dst, const void* device_src, size_t bytes) {
+  Bind();
   if (bytes == 0) return absl::OkStatus();
   const cudaError_t e =
       cudaMemcpyAsync(device_dst, device_src, bytes, cudaMemcpyDeviceToDevice, stream_);
   return e == cudaSuccess ? absl::OkStatus() : CudaError(e, "cudaMemcpyAsync (on device)");
 }
 
-absl::Status CudaBackend::Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out) {
-  if (rows <= 0) return absl::OkStatus();
+int32_t* CudaBackend::TokenBuffer(int64_t rows) {
   const size_t need = static_cast<size_t>(rows);
-  if (need > argmax_capacity_) {
-    cudaFree(argmax_out_);
-    argmax_out_ = nullptr;
-    argmax_capacity_ = 0;
-    void* p = nullptr;
-    if (!Check(cudaMalloc(&p, need * sizeof(int32_t)), "cudaMalloc (argmax)")) return error_;
-    argmax_out_ = static_cast<int32_t*>(p);
-    argmax_capacity_ = need;
+  if (need <= tokens_capacity_) return tokens_;
+  cudaFree(tokens_);
+  tokens_ = nullptr;
+  tokens_capacity_ = 0;
+  void* p = nullptr;
+  if (!Check(cudaMalloc(&p, need * sizeof(int32_t)), "cudaMalloc (sampled tokens)")) {
+    return nullptr;
   }
-  internal::LaunchArgmax(logits, rows, vocab, argmax_out_, stream_);
+  tokens_ = static_cast<int32_t*>(p);
+  tokens_capacity_ = need;
+  return tokens_;
+}
+
+absl::Status CudaBackend::Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out) {
+  Bind();
+  if (rows <= 0) return absl::OkStatus();
+  int32_t* tokens = TokenBuffer(rows);
+  if (tokens == nullptr) return error_;
+  internal::LaunchArgmax(logits, rows, vocab, tokens, stream_);
   Check(cudaGetLastError(), "Argmax");
-  return CopyToHost(out, argmax_out_, need * sizeof(int32_t));
+  return CopyToHost(out, tokens, static_cast<size_t>(rows) * sizeof(int32_t));
+}
+
+absl::Status CudaBackend::SampleRows(const float* logits, int64_t vocab,
+                                     std::span<const RowSampling> params, int32_t* out) {
+  Bind();
+  const int64_t rows = static_cast<int64_t>(params.size());
+  if (rows == 0) return absl::OkStatus();
+  if (std::all_of(params.begin(), params.end(), [](const RowSampling& r) { return IsGreedy(r); })) {
+    return Argmax(logits, rows, vocab, out);  // one lighter kernel, no settings to send
+  }
+  int32_t* tokens = TokenBuffer(rows);
+  const void* settings = row_sampling_.Send(*this, params.data(), params.size_bytes());
+  if (tokens == nullptr || settings == nullptr) return error_;
+  Check(LaunchSample(logits, rows, vocab, static_cast<const RowSampling*>(settings), tokens,
+                     stream_),
+        "SampleRows");
+  return CopyToHost(out, tokens, static_cast<size_t>(rows) * sizeof(int32_t));
 }
 
 absl::Status CudaBackend::Synchronize() {
+  Bind();
   Check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
   return error_;
 }

@@ -114,6 +114,16 @@ class CudaBackend final : public Backend {
   /// device memory), the lowest id on ties, as the engine's sampler. `out` is host memory.
   absl::Status Argmax(const float* logits, int64_t rows, int64_t vocab, int32_t* out);
 
+  // ---- Sampling next to the logits (kernels/backend.h, kernels/cuda/sampling.h) ----
+  bool SamplesRows() const override { return samples_rows_; }
+  /// Rows all greedy: the argmax kernel; otherwise the sampling kernel with each row's settings.
+  /// Only the ids are copied back.
+  absl::Status SampleRows(const float* logits, int64_t vocab, std::span<const RowSampling> params,
+                          int32_t* out) override;
+  /// Off: SamplesRows() is false, so the engine copies every logits row back and samples on the
+  /// host (to compare the two, or to rule the device sampler out).
+  void set_samples_rows(bool on) { samples_rows_ = on; }
+
   /// Waits for all queued work; the first CUDA error since the backend was made.
   absl::Status Synchronize();
 
@@ -147,6 +157,13 @@ class CudaBackend final : public Backend {
   CudaBackend(int device, CUstream_st* stream, const CudaGemmOptions& gemm_options);
   // Records the first failure; returns true when `status` (a cudaError_t) is success.
   bool Check(int status, const char* what);
+  // Makes this backend's device current on the calling thread. CUDA's current device is per
+  // thread, and the engine calls the model from its own thread, which starts on device 0; every
+  // entry point binds first. Cheap: cudaGetDevice reads thread state, and the set happens only
+  // when another device is current.
+  void Bind();
+  // Device memory for `rows` token ids (grow-only); null (and the error set) on failure.
+  int32_t* TokenBuffer(int64_t rows);
   // MatMul through cuBLAS on dequantized tiles; the handle is made on first use (a backend that
   // only decodes holds no handle, workspace or scratch) and its errors are recorded as the CUDA
   // ones.
@@ -157,11 +174,13 @@ class CudaBackend final : public Backend {
   int device_;
   CUstream_st* stream_;
   absl::Status error_;
-  Mirror ids_, positions_, slots_, attention_items_, attention_merges_, block_tables_;
+  Mirror ids_, positions_, slots_, attention_items_, attention_merges_, block_tables_,
+      row_sampling_;
   void* workspace_ = nullptr;
   size_t workspace_floats_ = 0;
-  int32_t* argmax_out_ = nullptr;
-  size_t argmax_capacity_ = 0;
+  int32_t* tokens_ = nullptr;  // the sampled ids, before their copy to the host
+  size_t tokens_capacity_ = 0;
+  bool samples_rows_ = true;
   CudaGemmOptions gemm_options_;
   std::unique_ptr<internal::CublasGemm> cublas_;  // null until the first cuBLAS matmul
 };

@@ -1,9 +1,9 @@
 // Top-k / top-p / min-p sampling with a per-request seed on CUDA: one token id per row of logits,
 // the same token the engine's CPU sampler (worker/engine/sampler.h) picks for the same draw.
 //
-// Where the randomness comes from: the HOST. Each request keeps a RequestRng (the CPU sampler's
-// generator: std::mt19937_64 seeded with SamplingParams::seed, one 53-bit uniform per
-// non-greedy step) and passes this step's draw in RowSampling::uniform. Why not a device RNG:
+// Where the randomness comes from: the HOST. Each request's engine::Sampler keeps the CPU
+// sampler's generator (std::mt19937_64 seeded with SamplingParams::seed, one 53-bit uniform per
+// non-greedy step) and passes this step's draw in RowSampling::uniform (NextRowSampling). Why not a device RNG:
 // matching the CPU stream token for token needs the same mt19937_64 sequence, whose 2.5 KB
 // state per request advances sequentially and only on non-greedy steps; a counter-based device
 // RNG (Philox(seed, step)) would be cheaper on the device but would give other text than the CPU
@@ -24,11 +24,8 @@
 //   min-p: drops weights below min_p * (largest kept weight).
 //   draw: the first candidate, in the order above (dense rows: id order), whose cumulative weight
 //     exceeds uniform * (kept mass).
-// One known difference: a top-k row WITHOUT top-p is drawn in (logit desc, id asc) order here,
-// while the CPU draws over its selection heap's layout (an order that depends on the whole scan,
-// not on the values alone). The candidate set and probabilities are the same, the token for a
-// given draw may differ; sorting those candidates on the CPU (k log k, k <= 256 on that path)
-// would make the two agree token for token.
+// The host reference of this rule is engine::Sampler::SampleRow; the CPU sorts its top-k
+// candidates the same way, so the two agree token for token (cuda_sampling_test).
 //
 // Cost and layout: one 512-thread block per row, everything in shared memory (14.1 KB), no
 // full sort of the vocab. Ordered selections (the k-th logit, the top-p boundary, the drawn
@@ -41,49 +38,15 @@
 #pragma once
 
 #include <cstdint>
-#include <random>
 
 #include <cuda_runtime_api.h>
 
-#ifdef __CUDACC__
-#define SAOLA_HOST_DEVICE __host__ __device__
-#else
-#define SAOLA_HOST_DEVICE
-#endif
+#include "kernels/row_sampling.h"
 
 namespace saola::kernels::cuda {
 
-/// One row's settings: engine::SamplingParams' temperature, top_k, top_p and min_p (out-of-range
-/// values fall as on the CPU: top_k <= 0 is off, top_p <= 0 keeps one token, min_p > 1 is 1),
-/// and this step's draw.
-struct RowSampling {
-  float temperature = 0.0f;
-  int32_t top_k = 0;
-  float top_p = 1.0f;
-  float min_p = 0.0f;
-  /// In [0, 1): RequestRng::Next() for a non-greedy row; ignored (and not to be drawn) when greedy.
-  double uniform = 0.0;
-};
-
-/// True when the row takes the argmax and consumes no draw.
-SAOLA_HOST_DEVICE inline bool IsGreedy(const RowSampling& row) {
-  const float inv_t = 1.0f / row.temperature;
-  return !(row.temperature > 0) || !(inv_t <= 3.402823466e38f) || row.top_k == 1;
-}
-
-/// A request's generator: the CPU sampler's (std::mt19937_64 from the seed, a uniform from the
-/// top 53 bits of each output), so the i-th non-greedy step of a request gets the same draw on
-/// either device.
-class RequestRng {
- public:
-  explicit RequestRng(uint64_t seed) : rng_(seed) {}
-
-  /// The next draw in [0, 1).
-  double Next() { return static_cast<double>(rng_() >> 11) * 0x1.0p-53; }
-
- private:
-  std::mt19937_64 rng_;
-};
+using kernels::IsGreedy;
+using kernels::RowSampling;
 
 /// Enqueues sampling of `rows` rows of `vocab` logits (device memory, row-major) on `stream`;
 /// `params` (device memory) holds one RowSampling per row, `out` (device memory) receives one

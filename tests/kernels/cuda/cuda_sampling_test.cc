@@ -1,9 +1,9 @@
 // The CUDA sampler (kernels/cuda/sampling.h) against the engine's CPU sampler: for the same
-// per-request draw (RequestRng, the CPU sampler's generator) the same token, over random rows
-// (vocab 49152 and small ones, rows full of ties, NaN / +-inf entries) and every combination of
-// greedy, temperature, top-k, top-p and min-p, for many seeds. Top-k rows without top-p are
-// checked against a sorted-order reference instead (the CPU draws those in its heap's layout
-// order; see sampling.h). A frequency test checks the draws follow the softmax. Every test skips,
+// per-request draw (engine::Sampler::NextRowSampling, the CPU sampler's generator) the same token
+// as the host's rule (Sampler::SampleRow, which Sampler::Sample runs), over random rows (vocab
+// 49152 and small ones, rows full of ties, NaN / +-inf entries) and every combination of greedy,
+// temperature, top-k, top-p and min-p, for many seeds. A frequency test checks the draws follow
+// the softmax. Every test skips,
 // saying so, when cudaGetDeviceCount reports no device.
 #include "kernels/cuda/sampling.h"
 
@@ -103,37 +103,6 @@ std::string Describe(const engine::SamplingParams& p) {
          " top_p " + std::to_string(p.top_p) + " min_p " + std::to_string(p.min_p);
 }
 
-// The rule of sampling.h for a top-k row without top-p: candidates by (logit desc, id asc).
-int32_t SortedTopKReference(std::span<const float> row, const engine::SamplingParams& p,
-                            double uniform) {
-  std::vector<std::pair<float, int32_t>> c;
-  for (size_t i = 0; i < row.size(); ++i) {
-    if (row[i] > -kInf) c.push_back({std::min(row[i], std::numeric_limits<float>::max()),
-                                     static_cast<int32_t>(i)});
-  }
-  if (c.empty()) return 0;
-  std::sort(c.begin(), c.end(), [](const auto& a, const auto& b) {
-    return a.first > b.first || (a.first == b.first && a.second < b.second);
-  });
-  c.resize(std::min(c.size(), static_cast<size_t>(p.top_k)));
-  const float max = c.front().first;
-  std::vector<float> w;
-  for (const auto& x : c) w.push_back(std::exp((x.first - max) * (1.0f / p.temperature)));
-  const float threshold = std::min(p.min_p, 1.0f) * *std::max_element(w.begin(), w.end());
-  double total = 0;
-  for (float x : w) total += x >= threshold ? x : 0.0f;
-  const double u = uniform * total;
-  double cumulative = 0;
-  int32_t last = c.front().second;
-  for (size_t i = 0; i < c.size(); ++i) {
-    if (w[i] < threshold || !(w[i] > 0)) continue;
-    cumulative += w[i];
-    last = c[i].second;
-    if (u < cumulative) return c[i].second;
-  }
-  return last;
-}
-
 TEST_F(CudaSamplingTest, MatchesCpuSamplerForTheSameDraws) {
   const std::vector<engine::SamplingParams> settings = {
       Params(0.0f, 0, 1.0f, 0.0f),    // greedy
@@ -145,7 +114,7 @@ TEST_F(CudaSamplingTest, MatchesCpuSamplerForTheSameDraws) {
       Params(0.7f, 0, 0.5f, 0.0f),
       Params(1.0f, 0, 1.0f, 0.05f),   // min-p
       Params(1.3f, 0, 0.9f, 0.1f),
-      Params(1.0f, 40, 1.0f, 0.0f),   // top-k only: the sorted reference
+      Params(1.0f, 40, 1.0f, 0.0f),   // top-k only
       Params(0.7f, 40, 1.0f, 0.05f),
       Params(1.0f, 40, 0.9f, 0.0f),   // top-k + top-p
       Params(0.7f, 40, 0.5f, 0.0f),
@@ -161,20 +130,15 @@ TEST_F(CudaSamplingTest, MatchesCpuSamplerForTheSameDraws) {
       for (uint64_t seed = 0; seed < kSeeds; ++seed) {
         engine::SamplingParams params = base;
         params.seed = seed * 7919 + static_cast<uint64_t>(vocab);
+        // Each row is its own request's first step: its generator's first draw.
         std::vector<RowSampling> rows(kRows);
-        for (RowSampling& row : rows) {
-          row = RowSampling{params.temperature, params.top_k, params.top_p, params.min_p, 0.0};
-          if (!IsGreedy(row)) row.uniform = RequestRng(params.seed).Next();
-        }
+        for (RowSampling& row : rows) row = engine::Sampler(params).NextRowSampling();
         std::vector<int32_t> gpu;
         ASSERT_NO_FATAL_FAILURE(Sample(logits, vocab, rows, &gpu));
         for (int64_t r = 0; r < kRows; ++r) {
           const std::span<const float> row(&logits[r * vocab], static_cast<size_t>(vocab));
-          const bool heap_order = params.top_k > 1 && params.top_k < vocab &&
-                                  params.top_p >= 1.0f && params.temperature > 0;
-          const int32_t want = heap_order
-                                   ? SortedTopKReference(row, params, rows[r].uniform)
-                                   : engine::Sampler(params).Sample(row).id;
+          const int32_t want = engine::Sampler::SampleRow(rows[r], row);
+          ASSERT_EQ(want, engine::Sampler(params).Sample(row).id) << "SampleRow is Sample's rule";
           ASSERT_EQ(gpu[r], want) << "vocab " << vocab << " row " << r << " seed " << params.seed
                                   << " " << Describe(params);
         }
@@ -192,8 +156,8 @@ TEST_F(CudaSamplingTest, FrequenciesFollowTheSoftmax) {
     std::vector<float> logits;
     for (int d = 0; d < kDraws; ++d) logits.insert(logits.end(), row.begin(), row.end());
     std::vector<RowSampling> rows(kDraws);
-    RequestRng rng(1234);
-    for (RowSampling& r : rows) r = RowSampling{temperature, 0, 1.0f, 0.0f, rng.Next()};
+    engine::Sampler sampler(Params(temperature, 0, 1.0f, 0.0f));  // one request, kDraws steps
+    for (RowSampling& r : rows) r = sampler.NextRowSampling();
     std::vector<int32_t> tokens;
     ASSERT_NO_FATAL_FAILURE(Sample(logits, kVocab, rows, &tokens));
     std::vector<int> counts(kVocab, 0);
