@@ -2,9 +2,12 @@
 //
 //   decode   For each batch size B (--batches, default 1,32,128): B sequences each first hold
 //            --decode-context tokens (filled by prefill steps, untimed), then --decode-steps
-//            batched decode steps run through LlamaModel::Forward, one new token per sequence
-//            per step, as the engine runs them (the step includes copying B logits rows to the
-//            host). tokens/s = B * steps / seconds, after two warm-up steps.
+//            batched decode steps, one new token per sequence per step, sampled with
+//            temperature 0.8 and top-p 0.95 two ways: "device" samples next to the logits
+//            (LlamaModel::Step with backend_sampling: only B ids come back, as the engine runs
+//            requests without penalties or logprobs), "host" copies the B logits rows back and
+//            samples them with the engine's CPU sampler (engine::Sampler::SampleRow, as the
+//            engine runs the others). tokens/s = B * steps / seconds, after two warm-up steps.
 //   prefill  One sequence of --prefill-tokens tokens from an empty cache in steps of
 //            --prefill-chunk tokens (logits for the last token of each step, as the engine asks),
 //            timed after a warm-up pass. tokens/s = tokens / seconds.
@@ -54,6 +57,7 @@
 #include "common/status_macros.h"
 #include "kernels/cpu/quantize.h"
 #include "kernels/cuda/cuda_backend.h"
+#include "worker/engine/sampler.h"
 #include "worker/model/gguf.h"
 #include "worker/model/kv_cache.h"
 #include "worker/model/llama_model.h"
@@ -190,7 +194,7 @@ std::vector<int32_t> RandomTokens(size_t n, int32_t vocab, uint32_t seed) {
 
 // Decode tokens/s with `batch` sequences; see the file comment.
 absl::StatusOr<double> DecodeRate(model::LlamaModel& model, kernels::Backend& backend,
-                                  const Args& args, int batch) {
+                                  const Args& args, int batch, bool sample_on_device) {
   constexpr int kWarmup = 2;
   const int final_len = args.decode_context + kWarmup + args.decode_steps;
   const int blocks_per_seq = (final_len + kBlockSize - 1) / kBlockSize;
@@ -213,17 +217,33 @@ absl::StatusOr<double> DecodeRate(model::LlamaModel& model, kernels::Backend& ba
       RETURN_IF_ERROR(model.Forward(step, *kv).status());
     }
   }
-  std::mt19937 rng(7);
-  std::uniform_int_distribution<int32_t> pick(0, vocab - 1);
+  // Each step feeds back the tokens the previous one sampled, as generation does.
+  engine::SamplingParams params;
+  params.temperature = 0.8f;
+  params.top_p = 0.95f;
+  std::vector<engine::Sampler> samplers;
+  for (int s = 0; s < batch; ++s) {
+    params.seed = 500 + s;
+    samplers.emplace_back(params);
+  }
+  std::vector<int32_t> next = RandomTokens(batch, vocab, 7);
   double start = 0;
   for (int i = 0; i < kWarmup + args.decode_steps; ++i) {
     if (i == kWarmup) start = Now();
     model::StepBatch step;
     for (int s = 0; s < batch; ++s) {
-      step.token_ids.push_back(pick(rng));
-      step.seqs.push_back({1, args.decode_context + i + 1, tables[s], 1});
+      step.token_ids.push_back(next[s]);
+      step.seqs.push_back({.num_tokens = 1, .context_len = args.decode_context + i + 1,
+                           .block_table = tables[s], .num_logits = 1});
+      if (sample_on_device) step.seqs.back().backend_sampling = samplers[s].NextRowSampling();
     }
-    RETURN_IF_ERROR(model.Forward(step, *kv).status());  // waits for the logits
+    ASSIGN_OR_RETURN(const model::StepOutput out, model.Step(step, *kv));  // waits for results
+    for (int s = 0; s < batch; ++s) {
+      next[s] = sample_on_device
+                    ? out.sampled[s]
+                    : engine::Sampler::SampleRow(samplers[s].NextRowSampling(),
+                                                 out.logits.subspan(size_t(s) * vocab, vocab));
+    }
   }
   return double(batch) * args.decode_steps / (Now() - start);
 }
@@ -472,9 +492,12 @@ absl::Status RunModelSections(kernels::cuda::CudaBackend& backend, const Args& a
 
   if (args.decode) {
     for (int batch : args.batches) {
-      ASSIGN_OR_RETURN(double rate, DecodeRate(*model, backend, args, batch));
-      std::printf("decode   batch %4d, context %d: %10.1f tokens/s (%.3f ms/step)\n", batch,
-                  args.decode_context, rate, 1e3 * batch / rate);
+      ASSIGN_OR_RETURN(const double device, DecodeRate(*model, backend, args, batch, true));
+      ASSIGN_OR_RETURN(const double host, DecodeRate(*model, backend, args, batch, false));
+      std::printf("decode   batch %4d, context %d: %10.1f tokens/s (%.3f ms/step) sampled on "
+                  "the device; %10.1f tokens/s (%.3f ms/step) logits to the host; ratio %.2f\n",
+                  batch, args.decode_context, device, 1e3 * batch / device, host,
+                  1e3 * batch / host, device / host);
     }
   }
   if (args.prefill) {
