@@ -28,6 +28,21 @@ absl::StatusOr<std::string> ReceiveShardGroupSetup(Collectives& collectives, siz
   return message;
 }
 
+namespace {
+
+// This rank's logits are dropped (rank 0's are the step's), so it need not compute them: the
+// vocabulary projection and, on a GPU, the copy of [rows, vocab] floats to the host. Only when
+// every num_logits is one rank 0 accepts; otherwise the batch is left as it came, so that this
+// rank rejects it exactly as rank 0 does, before any collective.
+void SkipLogits(model::StepBatch& batch) {
+  for (const model::SequenceStep& s : batch.seqs) {
+    if (s.num_logits < 0 || s.num_logits > s.num_tokens) return;
+  }
+  for (model::SequenceStep& s : batch.seqs) s.num_logits = 0;
+}
+
+}  // namespace
+
 absl::Status RunShardRank(Collectives& collectives, model::LlamaModel& model,
                           kernels::Backend& backend) {
   std::unique_ptr<model::KvCacheStorage> kv;
@@ -52,6 +67,7 @@ absl::Status RunShardRank(Collectives& collectives, model::LlamaModel& model,
       ASSIGN_OR_RETURN(kv, model::KvCacheStorage::Create(
                                backend, model.KvShape(step.num_kv_blocks, step.block_size)));
     }
+    SkipLogits(step.batch);
     absl::StatusOr<std::span<const float>> logits = model.Forward(step.batch, *kv);
     // A batch the model rejects was rejected by rank 0 too, before any collective: stay in step.
     if (!logits.ok() && logits.status().code() != absl::StatusCode::kInvalidArgument) {
