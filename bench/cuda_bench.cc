@@ -42,6 +42,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <functional>
 #include <cstdio>
 #include <cstring>
 #include <numeric>
@@ -192,6 +193,26 @@ std::vector<int32_t> RandomTokens(size_t n, int32_t vocab, uint32_t seed) {
   return ids;
 }
 
+// Milliseconds per call of `op` (which queues work on the backend's stream): CUDA events around
+// `reps` calls, so host overheads between launches count only where they stall the device.
+absl::StatusOr<double> MillisecondsPerCall(kernels::cuda::CudaBackend& backend, int reps,
+                                           const std::function<void()>& op) {
+  cudaEvent_t start = nullptr, stop = nullptr;
+  if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
+    return absl::InternalError("cudaEventCreate failed");
+  }
+  cudaEventRecord(start, backend.stream());
+  for (int r = 0; r < reps; ++r) op();
+  cudaEventRecord(stop, backend.stream());
+  cudaEventSynchronize(stop);
+  float ms = 0;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  RETURN_IF_ERROR(backend.Synchronize());
+  return double(ms) / reps;
+}
+
 // Decode tokens/s with `batch` sequences; see the file comment.
 absl::StatusOr<double> DecodeRate(model::LlamaModel& model, kernels::Backend& backend,
                                   const Args& args, int batch, bool sample_on_device) {
@@ -315,22 +336,12 @@ absl::StatusOr<AttentionResult> AttentionBandwidth(kernels::cuda::CudaBackend& b
   backend.Attention(qp, layer, seqs, heads, scale, op);  // warm-up (and the mirrors' copies)
   RETURN_IF_ERROR(backend.Synchronize());
 
-  cudaEvent_t start = nullptr, stop = nullptr;
-  if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
-    return absl::InternalError("cudaEventCreate failed");
-  }
-  cudaEventRecord(start, backend.stream());
-  for (int r = 0; r < reps; ++r) backend.Attention(qp, layer, seqs, heads, scale, op);
-  cudaEventRecord(stop, backend.stream());
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  RETURN_IF_ERROR(backend.Synchronize());
+  ASSIGN_OR_RETURN(const double ms, MillisecondsPerCall(backend, reps, [&] {
+    backend.Attention(qp, layer, seqs, heads, scale, op);
+  }));
   const double bytes = 2.0 * 2.0 * double(batch) * context * kv_heads * head_dim;
   AttentionResult r;
-  r.ms_per_call = ms / reps;
+  r.ms_per_call = ms;
   r.gbps = bytes / (r.ms_per_call * 1e-3) / 1e9;
   return r;
 }
@@ -386,20 +397,7 @@ absl::StatusOr<double> MatMulMs(kernels::cuda::CudaBackend& backend, const kerne
                                 const float* x, int64_t n, float* y, int reps) {
   backend.MatMul(w, x, n, y);
   RETURN_IF_ERROR(backend.Synchronize());
-  cudaEvent_t start = nullptr, stop = nullptr;
-  if (cudaEventCreate(&start) != cudaSuccess || cudaEventCreate(&stop) != cudaSuccess) {
-    return absl::InternalError("cudaEventCreate failed");
-  }
-  cudaEventRecord(start, backend.stream());
-  for (int r = 0; r < reps; ++r) backend.MatMul(w, x, n, y);
-  cudaEventRecord(stop, backend.stream());
-  cudaEventSynchronize(stop);
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  RETURN_IF_ERROR(backend.Synchronize());
-  return double(ms) / reps;
+  return MillisecondsPerCall(backend, reps, [&] { backend.MatMul(w, x, n, y); });
 }
 
 // Both prefill GEMM paths on every shape and n; see the file comment.

@@ -21,6 +21,7 @@
 
 #include "kernels/cpu/cpu_backend.h"
 #include "tests/common/reference_model.h"
+#include "tests/kernels/cpu_delegating_backend.h"
 #include "worker/engine/engine.h"
 #include "worker/engine/sampler.h"
 #include "worker/model/gguf.h"
@@ -34,48 +35,10 @@ namespace {
 using std::chrono::seconds;
 
 // The CPU backend with SampleRows; counts the rows it sampled.
-class SamplingCpuBackend final : public kernels::Backend {
+class SamplingCpuBackend final : public test::CpuDelegatingBackend {
  public:
-  explicit SamplingCpuBackend(int threads) : cpu_(threads) {}
+  explicit SamplingCpuBackend(int threads) : CpuDelegatingBackend(threads) {}
 
-  kernels::Buffer Allocate(size_t bytes) override { return cpu_.Allocate(bytes); }
-  void MatMul(const kernels::Weight& w, const float* x, int64_t n, float* y) override {
-    cpu_.MatMul(w, x, n, y);
-  }
-  void MatMulShared(std::span<const kernels::Weight> ws, const float* x, int64_t n,
-                    std::span<float* const> ys) override {
-    cpu_.MatMulShared(ws, x, n, ys);
-  }
-  void Embed(const kernels::Weight& table, const int32_t* ids, int64_t n, float* out) override {
-    cpu_.Embed(table, ids, n, out);
-  }
-  void RmsNorm(const float* x, const float* weight, int64_t n, int64_t dim, float eps,
-               float* out) override {
-    cpu_.RmsNorm(x, weight, n, dim, eps, out);
-  }
-  void AddRmsNorm(float* residual, const float* delta, const float* weight, int64_t n,
-                  int64_t dim, float eps, float* out) override {
-    cpu_.AddRmsNorm(residual, delta, weight, n, dim, eps, out);
-  }
-  void Add(float* x, const float* delta, int64_t n, int64_t dim) override {
-    cpu_.Add(x, delta, n, dim);
-  }
-  void Rope(float* x, const int32_t* positions, int64_t n, int32_t num_heads, int32_t head_dim,
-            const kernels::RopeParams& params) override {
-    cpu_.Rope(x, positions, n, num_heads, head_dim, params);
-  }
-  void SiluMul(const float* gate, const float* up, int64_t n, int64_t dim, float* out) override {
-    cpu_.SiluMul(gate, up, n, dim, out);
-  }
-  void StoreKv(const float* k, const float* v, const int32_t* slots, int64_t n,
-               const kernels::KvLayer& kv) override {
-    cpu_.StoreKv(k, v, slots, n, kv);
-  }
-  void Attention(const float* q, const kernels::KvLayer& kv,
-                 std::span<const kernels::AttentionSeq> seqs, int32_t num_heads, float scale,
-                 float* out) override {
-    cpu_.Attention(q, kv, seqs, num_heads, scale, out);
-  }
 
   bool SamplesRows() const override { return true; }
   absl::Status SampleRows(const float* logits, int64_t vocab,
@@ -88,9 +51,6 @@ class SamplingCpuBackend final : public kernels::Backend {
   }
 
   std::atomic<int64_t> rows_sampled{0};
-
- private:
-  kernels::cpu::CpuBackend cpu_;
 };
 
 class Collect : public RequestSink {
