@@ -3,9 +3,12 @@
 
 #include <cublas_v2.h>
 #include <cuda_runtime_api.h>
+#include <dlfcn.h>
 
 #include <algorithm>
 #include <limits>
+#include <string>
+#include <type_traits>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
@@ -16,8 +19,53 @@ namespace {
 
 constexpr int64_t kTileAlignRows = 16;
 
+// cuBLAS is loaded with dlopen on the first cuBLAS matmul, not linked. Why: a library linked at
+// start-up puts its thread-local storage in every thread's static TLS block, and libcublasLt's is
+// about 94 KB. Threads made with small fixed stacks then fail to start: civetweb's (the
+// Prometheus exposer's) could not, so every CUDA build of saola-worker lost its metrics port.
+// A library loaded later gets its TLS allocated on demand instead. It also keeps the 700 MB of
+// cuBLAS out of processes that only decode.
+struct CublasApi {
+  decltype(&cublasCreate_v2) create = nullptr;
+  decltype(&cublasDestroy_v2) destroy = nullptr;
+  decltype(&cublasSetStream_v2) set_stream = nullptr;
+  // Spelled out: C++ builds of cublas_api.h overload cublasGemmEx.
+  cublasStatus_t (*gemm_ex)(cublasHandle_t, cublasOperation_t, cublasOperation_t, int, int, int,
+                            const void*, const void*, cudaDataType, int, const void*,
+                            cudaDataType, int, const void*, void*, cudaDataType, int,
+                            cublasComputeType_t, cublasGemmAlgo_t) = nullptr;
+  decltype(&cublasGetStatusString) status_string = nullptr;
+  std::string error;  // why loading failed; empty when it worked
+};
+
+const CublasApi& Cublas() {
+  static const CublasApi api = [] {
+    CublasApi a;
+    const std::string soname = "libcublas.so." + std::to_string(CUBLAS_VER_MAJOR);
+    void* lib = dlopen(soname.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) lib = dlopen("libcublas.so", RTLD_NOW | RTLD_LOCAL);
+    if (lib == nullptr) {
+      const char* why = dlerror();
+      a.error = absl::StrCat("cannot load ", soname, ": ", why != nullptr ? why : "unknown");
+      return a;
+    }
+    const auto load = [&](auto& fn, const char* name) {
+      fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(dlsym(lib, name));
+      if (fn == nullptr && a.error.empty()) a.error = absl::StrCat(soname, " lacks ", name);
+    };
+    load(a.create, "cublasCreate_v2");
+    load(a.destroy, "cublasDestroy_v2");
+    load(a.set_stream, "cublasSetStream_v2");
+    load(a.gemm_ex, "cublasGemmEx");
+    load(a.status_string, "cublasGetStatusString");
+    return a;  // the library stays loaded for the process's life
+  }();
+  return api;
+}
+
 absl::Status CublasError(cublasStatus_t s, const char* what) {
-  return absl::InternalError(absl::StrCat("cublas: ", what, ": ", cublasGetStatusString(s)));
+  return absl::InternalError(
+      absl::StrCat("cublas: ", what, ": ", Cublas().status_string(s)));
 }
 
 absl::Status CudaError(cudaError_t e, const char* what) {
@@ -29,12 +77,14 @@ bool FitsInt(int64_t v) { return v >= 0 && v <= std::numeric_limits<int>::max();
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CublasGemm>> CublasGemm::Create(CUstream_st* stream) {
+  const CublasApi& api = Cublas();
+  if (!api.error.empty()) return absl::FailedPreconditionError(absl::StrCat("cublas: ", api.error));
   cublasHandle_t handle = nullptr;
-  if (cublasStatus_t s = cublasCreate(&handle); s != CUBLAS_STATUS_SUCCESS) {
+  if (cublasStatus_t s = api.create(&handle); s != CUBLAS_STATUS_SUCCESS) {
     return CublasError(s, "cublasCreate");
   }
-  if (cublasStatus_t s = cublasSetStream(handle, stream); s != CUBLAS_STATUS_SUCCESS) {
-    cublasDestroy(handle);
+  if (cublasStatus_t s = api.set_stream(handle, stream); s != CUBLAS_STATUS_SUCCESS) {
+    api.destroy(handle);
     return CublasError(s, "cublasSetStream");
   }
   return std::unique_ptr<CublasGemm>(new CublasGemm(handle, stream));
@@ -44,7 +94,7 @@ CublasGemm::~CublasGemm() {
   // The scratch may still be read by queued GEMMs; cudaFree waits for the device first.
   cudaStreamSynchronize(stream_);
   cudaFree(scratch_);
-  cublasDestroy(handle_);
+  Cublas().destroy(handle_);
 }
 
 int64_t CublasGemm::TileRows(int64_t rows, int64_t cols, size_t limit_bytes) {
@@ -73,7 +123,7 @@ absl::Status CublasGemm::EnsureScratch(size_t bytes) {
 absl::Status CublasGemm::Gemm(const float* a, int64_t lda, int64_t m, int64_t n, int64_t k,
                               const float* x, float* y, int64_t ldc) {
   const float alpha = 1.0f, beta = 0.0f;
-  const cublasStatus_t s = cublasGemmEx(
+  const cublasStatus_t s = Cublas().gemm_ex(
       handle_, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(m), static_cast<int>(n),
       static_cast<int>(k), &alpha, a, CUDA_R_32F, static_cast<int>(lda), x, CUDA_R_32F,
       static_cast<int>(k), &beta, y, CUDA_R_32F, static_cast<int>(ldc),
