@@ -23,8 +23,8 @@ constexpr int64_t kTileAlignRows = 16;
 // start-up puts its thread-local storage in every thread's static TLS block, and libcublasLt's is
 // about 94 KB. Threads made with small fixed stacks then fail to start: civetweb's (the
 // Prometheus exposer's) could not, so every CUDA build of saola-worker lost its metrics port.
-// A library loaded later gets its TLS allocated on demand instead. It also keeps the 700 MB of
-// cuBLAS out of processes that only decode.
+// A library loaded later gets its TLS allocated on demand instead. It also keeps the 600 MB of
+// cuBLAS libraries out of processes that only decode.
 struct CublasApi {
   decltype(&cublasCreate_v2) create = nullptr;
   decltype(&cublasDestroy_v2) destroy = nullptr;
